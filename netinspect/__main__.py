@@ -1,0 +1,5 @@
+"""``python -m netinspect``."""
+
+from .cli import main
+
+main()

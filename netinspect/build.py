@@ -1,0 +1,469 @@
+"""ModelSpec → ``nn.Module``: meta first, then materialise on the chosen device.
+
+The meta build checks every argument, shape and tie without allocating and gives the
+bytes the model needs. Materialisation then allocates (``to_empty``) and replays each
+module's own default init in construction order under ``torch.manual_seed(seed)``, so
+the values equal those of the equivalent plain PyTorch code. Ties made by ``tie:`` are
+re-applied and checked after every materialisation (``to_empty`` splits them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import layers
+from .devices import check_fits
+from .errors import NetinspectError, Pos, Problem, Problems, SpecError, UsageError, did_you_mean
+from .schemes import SchemeError, SchemeStep, apply_steps
+from .schemes import _check_shape as _check_step
+from .spec import Decl, Leaf, ModelSpec, Ref, Rule, Seq, Tie, walk
+
+#: Models at least this large (elements) skip the default init that init rules overwrite.
+SKIP_DEFAULT_MIN_NUMEL = 1 << 24
+POST_OPS = {"mask_abs_below", "add", "scale"}
+
+
+@dataclass(slots=True)
+class ScopedRule:
+    """A rule bound to the module its target is relative to."""
+
+    rule: Rule
+    scope: nn.Module
+    scope_path: str
+    cli: bool = False
+
+
+@dataclass(slots=True)
+class TieBinding:
+    tie: Tie
+    owner: nn.Module
+    attr: str
+    original: nn.Parameter
+    target_owner: nn.Module
+    target_attr: str
+
+
+@dataclass(slots=True)
+class Planned:
+    """One rule's scheme for one parameter name, resolved to (owner, name) pairs."""
+
+    srule: ScopedRule
+    param_glob: str
+    steps: tuple[SchemeStep, ...]
+    targets: list[tuple[nn.Module, str]]
+
+
+@dataclass(slots=True)
+class Built:
+    spec: ModelSpec
+    module: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+    origin: dict[int, Pos]
+    ties: list[TieBinding]
+    plan: list[Planned]
+    applied: dict[int, list[SchemeStep]] = field(default_factory=dict)
+    bytes_needed: int = 0
+
+    @property
+    def tied_ids(self) -> set[int]:
+        return {id(getattr(b.owner, b.attr)) for b in self.ties}
+
+
+def _noop(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    return tensor
+
+
+@contextlib.contextmanager
+def no_init() -> Iterator[None]:
+    """Skip ``torch.nn.init`` work while building on meta (it would import torch._dynamo)."""
+    init = nn.init
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+    try:
+        for n in names:
+            setattr(init, n, _noop)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
+
+
+def _postorder(m: nn.Module) -> Iterator[nn.Module]:
+    for child in m.children():
+        yield from _postorder(child)
+    yield m
+
+
+class _Assembler:
+    """Constructs the module tree from declarations, in plain-PyTorch construction order."""
+
+    def __init__(self, spec: ModelSpec, classes: dict[int, type[nn.Module]], problems: Problems) -> None:
+        self.spec = spec
+        self.classes = classes
+        self.problems = problems
+        self.created: list[nn.Module] = []
+        self.origin: dict[int, Pos] = {}
+        self.scoped: list[ScopedRule] = []
+        self.frozen: list[nn.Module] = []
+        self.shared: dict[str, nn.Module] = {}
+        self.shared_decls = dict(spec.shared)
+        self.failed: set[int] = set()
+
+    def run(self) -> nn.Module | None:
+        for name, _ in self.spec.shared:
+            self._shared(name)
+        return self._make(self.spec.model, "")
+
+    def _shared(self, name: str) -> nn.Module | None:
+        if name not in self.shared:
+            decl = self.shared_decls.get(name)
+            if decl is None:
+                return None
+            m = self._make(decl, f"<shared {name}>")
+            if m is None:
+                return None
+            self.shared[name] = m
+        return self.shared[name]
+
+    def _make(self, decl: Decl, path: str) -> nn.Module | None:
+        if isinstance(decl, Ref):
+            return self._shared(decl.shared)
+        if isinstance(decl, Leaf):
+            if id(decl) in self.failed:
+                return None
+            cls = self.classes[id(decl)]
+            try:
+                m = cls(*decl.args, **dict(decl.kwargs))
+            except Exception as exc:
+                self.failed.add(id(decl))
+                self.problems.add(decl.pos, f"{layers.call_text(cls, decl.args, decl.kwargs)} failed: {_exc_text(exc)}")
+                return None
+            self.created.append(m)
+        else:
+            m = nn.Sequential()
+        self.origin[id(m)] = decl.pos
+        for rule in decl.rules:
+            self.scoped.append(ScopedRule(rule, m, path))
+        if decl.frozen:
+            self.frozen.append(m)
+        if isinstance(decl, Seq):
+            ok = True
+            for (name, child), cpos in zip(decl.children, decl.child_pos or [decl.pos] * len(decl.children)):
+                sub = self._make(child, f"{path}.{name}" if path else name)
+                if sub is None:
+                    ok = False
+                    continue
+                try:
+                    m.add_module(name, sub)
+                except (KeyError, TypeError) as exc:
+                    self.problems.add(cpos, f"bad child name '{name}': {_exc_text(exc)}", "pick another name")
+                    ok = False
+            if not ok:
+                return None
+        return m
+
+
+def _exc_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(exc, KeyError) and first.startswith(("'", '"')):
+        first = first[1:-1]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dict[int, type[nn.Module]]:
+    """Class and signature of every distinct Leaf, checked once (not per repeat copy)."""
+    problems = Problems()
+    classes: dict[int, type[nn.Module]] = {}
+    decls = [spec.model] + [d for _, d in spec.shared]
+    seen: set[int] = set()
+    reported: set[tuple[str, str]] = set()
+    for root in decls:
+        for d in walk(root):
+            if not isinstance(d, Leaf) or id(d) in seen:
+                continue
+            seen.add(id(d))
+            found = layers.resolve(d.type_name, allowed, d.pos)
+            if isinstance(found, Problem):
+                key = (found.message, str(d.pos))
+                if key not in reported:
+                    reported.add(key)
+                    problems.extend([found])
+                continue
+            if found.__name__.startswith("Lazy"):
+                problems.add(d.pos, f"{found.__name__} has no shapes until its first forward pass", f"use {found.__name__[4:]} with explicit sizes")
+                continue
+            bad = layers.check_args(found, d.args, dict(d.kwargs), d.pos)
+            if bad is not None:
+                problems.extend([bad])
+                continue
+            classes[id(d)] = found
+    problems.raise_if_any()
+    return classes
+
+
+def _param_paths(root: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    out: dict[str, tuple[nn.Module, str]] = {}
+    for mpath, m in root.named_modules(remove_duplicate=False):
+        for pname in m._parameters:
+            if m._parameters[pname] is not None:
+                out[f"{mpath}.{pname}" if mpath else pname] = (m, pname)
+    return out
+
+
+def _bind_ties(spec: ModelSpec, root: nn.Module) -> list[TieBinding]:
+    if not spec.tie:
+        return []
+    problems = Problems()
+    paths = _param_paths(root)
+    bindings: list[TieBinding] = []
+    for tie in spec.tie:
+        ends = []
+        for p in (tie.param, tie.to):
+            if p not in paths:
+                problems.add(tie.pos, f"tie: no parameter '{p}'", did_you_mean(p, paths) or "parameter paths are as in named_parameters(), e.g. head.weight")
+            else:
+                ends.append(paths[p])
+        if len(ends) != 2:
+            continue
+        (owner, attr), (towner, tattr) = ends
+        a, b = getattr(owner, attr), getattr(towner, tattr)
+        if a.shape != b.shape:
+            problems.add(tie.pos, f"tie: '{tie.param}' has shape {list(a.shape)} but '{tie.to}' has {list(b.shape)}", "tied parameters must have the same shape")
+            continue
+        if a.dtype != b.dtype:
+            problems.add(tie.pos, f"tie: '{tie.param}' is {a.dtype} but '{tie.to}' is {b.dtype}")
+            continue
+        bindings.append(TieBinding(tie, owner, attr, a, towner, tattr))
+    problems.raise_if_any()
+    for b in bindings:
+        setattr(b.owner, b.attr, getattr(b.target_owner, b.target_attr))
+    return bindings
+
+
+def _retie(bindings: list[TieBinding]) -> None:
+    for b in bindings:
+        target = getattr(b.target_owner, b.target_attr)
+        setattr(b.owner, b.attr, target)
+        if getattr(b.owner, b.attr) is not target:
+            raise RuntimeError(f"tie {b.tie.param} -> {b.tie.to} did not hold after materialisation")
+
+
+def plan_rules(
+    root: nn.Module, scoped: Sequence[ScopedRule], allowed: dict[str, type[nn.Module]]
+) -> list[Planned]:
+    """Resolve each rule's target, types and parameter names to (owner, name) pairs; check schemes fit."""
+    spec_problems, cli_problems = Problems(), Problems()
+    plan: list[Planned] = []
+    for sr in scoped:
+        problems = cli_problems if sr.cli else spec_problems
+        rule = sr.rule
+        types: list[type[nn.Module]] = []
+        for tname in rule.types:
+            found = layers.resolve(tname, allowed, rule.types_pos or rule.pos)
+            if isinstance(found, Problem):
+                problems.extend([found])
+            else:
+                types.append(found)
+        if len(types) != len(rule.types):
+            continue
+        owners: list[tuple[str, nn.Module]] = []
+        seen_owner: set[int] = set()
+        matched_any = False
+        for rel, m in sr.scope.named_modules(remove_duplicate=False):
+            if not fnmatch.fnmatchcase(rel, rule.target):
+                continue
+            matched_any = True
+            if id(m) in seen_owner:
+                continue
+            for sub_rel, sub in m.named_modules():
+                if id(sub) in seen_owner:
+                    continue
+                seen_owner.add(id(sub))
+                if types and not isinstance(sub, tuple(types)):
+                    continue
+                full = ".".join(x for x in (rel, sub_rel) if x)
+                owners.append((full, sub))
+        where = f" under '{sr.scope_path}'" if sr.scope_path else ""
+        if not matched_any:
+            paths = [p for p, _ in sr.scope.named_children()]
+            problems.add(rule.pos, f"init target {rule.target!r} matches no module{where}", ("module paths here: " + ", ".join(paths[:8])) if paths else None)
+            continue
+        for glob, steps in rule.params:
+            targets: list[tuple[nn.Module, str]] = []
+            seen_param: set[int] = set()
+            for full, owner in owners:
+                for pname, p in owner._parameters.items():
+                    if p is None or not fnmatch.fnmatchcase(pname, glob) or id(p) in seen_param:
+                        continue
+                    seen_param.add(id(p))
+                    try:
+                        for step in steps:
+                            _check_step(step, p, owner, pname)
+                    except SchemeError as exc:
+                        label = f"{full}.{pname}" if full else pname
+                        problems.add(rule.pos, f"{exc.message} ('{label}', shape {list(p.shape)})", exc.hint)
+                        continue
+                    targets.append((owner, pname))
+            if not targets:
+                kinds = f" of types {', '.join(rule.types)}" if rule.types else ""
+                problems.add(rule.pos, f"init rule: no parameter named {glob!r} in modules{kinds} matching {rule.target!r}{where}", None)
+                continue
+            plan.append(Planned(sr, glob, steps, targets))
+    cli_problems.raise_if_any(UsageError)
+    spec_problems.raise_if_any()
+    return plan
+
+
+def unique_bytes(root: nn.Module) -> int:
+    seen: set[int] = set()
+    total = 0
+    for t in list(root.parameters()) + list(root.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def _replayable(created: Sequence[nn.Module]) -> bool:
+    """True when every module is a torch.nn class whose default init we can replay exactly."""
+    for m in created:
+        for sub in m.modules():
+            if not type(sub).__module__.startswith("torch.nn"):
+                return False
+    return True
+
+
+def build(
+    spec: ModelSpec,
+    *,
+    device: torch.device | None = None,
+    dtype: str | None = None,
+    seed: int | None = None,
+    allowed: dict[str, type[nn.Module]] | None = None,
+    extra_rules: Sequence[Rule] = (),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Built:
+    """Build ``spec`` on the meta device, check it, then materialise on ``device`` (default cpu)."""
+    allowed = allowed or {}
+    device = device or torch.device("cpu")
+    dtype_name = dtype or spec.dtype or "float32"
+    tdtype = layers.DTYPES[dtype_name]
+    seed_value = seed if seed is not None else (spec.seed if spec.seed is not None else 0)
+    classes = resolve_classes(spec, allowed)
+
+    def assemble(on: torch.device, quiet_init: bool) -> tuple[nn.Module, _Assembler]:
+        problems = Problems()
+        asm = _Assembler(spec, classes, problems)
+        ctx = no_init() if quiet_init else contextlib.nullcontext()
+        with torch.device(on), ctx:
+            root = asm.run()
+        problems.raise_if_any()
+        assert root is not None
+        return root, asm
+
+    root, asm = assemble(torch.device("meta"), True)
+    if tdtype != torch.float32:
+        for m in [root, *asm.shared.values()]:
+            m.to(tdtype)
+    ties = _bind_ties(spec, root)
+    for m in asm.frozen:
+        m.requires_grad_(False)
+    scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
+    scoped += [ScopedRule(r, root, "", cli=True) for r in extra_rules]
+    plan = plan_rules(root, scoped, allowed)
+    needed = unique_bytes(root)
+    built = Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, needed)
+    if device.type == "meta":
+        return built
+    check_fits(needed, device)
+    if not _replayable(asm.created):
+        torch.manual_seed(seed_value)
+        root, asm = assemble(device, False)
+        if tdtype != torch.float32:
+            root.to(tdtype)
+        ties = _bind_ties(spec, root)
+        for m in asm.frozen:
+            m.requires_grad_(False)
+        scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
+        scoped += [ScopedRule(r, root, "", cli=True) for r in extra_rules]
+        built = Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan_rules(root, scoped, allowed), {}, needed)
+    else:
+        _materialise(built, asm, progress)
+    _apply_plan(built, progress)
+    return built
+
+
+def _covered(plan: Sequence[Planned]) -> set[tuple[int, str]]:
+    """(owner id, name) of parameters whose first rule overwrites every value."""
+    first: dict[tuple[int, str], bool] = {}
+    for pl in plan:
+        overwrites = pl.steps[0].name not in POST_OPS and pl.steps[0].name != "default"
+        for owner, pname in pl.targets:
+            first.setdefault((id(owner), pname), overwrites)
+    return {k for k, v in first.items() if v}
+
+
+def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, int], None] | None) -> None:
+    root = built.module
+    for b in built.ties:
+        setattr(b.owner, b.attr, b.original)
+    roots = [root] + [m for m in asm.shared.values() if not any(m is x for x in root.modules())]
+    for r in roots:
+        r.to_empty(device=built.device)
+    total_numel = sum(p.numel() for p in root.parameters())
+    covered = _covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
+    torch.manual_seed(built.seed)
+    order = [sub for m in asm.created for sub in _postorder(m)]
+    done: set[int] = set()
+    with torch.no_grad():
+        for i, sub in enumerate(order):
+            if id(sub) in done:
+                continue
+            done.add(id(sub))
+            own = [n for n, p in sub._parameters.items() if p is not None]
+            if covered and own and not list(sub.buffers(recurse=False)) and all((id(sub), n) in covered for n in own):
+                continue
+            reset = getattr(sub, "reset_parameters", None) or getattr(sub, "_reset_parameters", None)
+            if callable(reset):
+                reset()
+            if progress is not None:
+                progress("materialise", i + 1, len(order))
+    _retie(built.ties)
+
+
+def _apply_plan(built: Built, progress: Callable[[str, int, int], None] | None) -> None:
+    applied = built.applied
+    total = sum(len(pl.targets) for pl in built.plan)
+    done = 0
+    for pl in built.plan:
+        for owner, pname in pl.targets:
+            p = getattr(owner, pname)
+            try:
+                apply_steps(pl.steps, p, owner, pname)
+            except SchemeError as exc:
+                kind = UsageError if pl.srule.cli else SpecError
+                raise kind.at(pl.srule.rule.pos, exc.message, exc.hint) from exc
+            chain = applied.setdefault(id(p), [])
+            if pl.steps[0].name not in POST_OPS:
+                chain.clear()
+            chain.extend(pl.steps)
+            done += 1
+            if progress is not None:
+                progress("init", done, total)
+
+
+def origin_of(built: Built, module: nn.Module) -> Pos | None:
+    return built.origin.get(id(module))
+
+
+__all__ = ["Built", "NetinspectError", "build", "no_init", "plan_rules", "resolve_classes"]

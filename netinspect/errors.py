@@ -1,0 +1,137 @@
+"""Error types and exit codes: every user-facing failure carries a position, a message and a hint."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes (SPEC §4)."""
+
+    OK = 0
+    RUNTIME = 1
+    USAGE = 2
+    INVALID = 3
+    DEVICE = 4
+    INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class Pos:
+    """A 1-based position in a file; ``line``/``col`` are None for files without lines (weights)."""
+
+    file: str
+    line: int | None = None
+    col: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One error found in the user's input: where, what, and what to do about it."""
+
+    message: str
+    pos: Pos | None = None
+    hint: str | None = None
+
+    def format(self) -> str:
+        """The one line a user sees: ``FILE:LINE:COL: error: message; hint: ...``."""
+        where = f"{self.pos}: " if self.pos is not None else "netinspect: "
+        text = f"{where}error: {self.message}"
+        if self.hint:
+            text += f"; hint: {self.hint}"
+        return text
+
+    def as_json(self) -> dict[str, object]:
+        """The SPEC §3 error object."""
+        pos = self.pos
+        return {
+            "file": pos.file if pos else None,
+            "line": pos.line if pos else None,
+            "column": pos.col if pos else None,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class NetinspectError(Exception):
+    """Base of every error the CLI turns into messages and an exit code."""
+
+    exit_code: ExitCode = ExitCode.RUNTIME
+
+    def __init__(self, problems: Problem | Iterable[Problem]) -> None:
+        self.problems: list[Problem] = [problems] if isinstance(problems, Problem) else list(problems)
+        super().__init__("\n".join(p.format() for p in self.problems))
+
+    @classmethod
+    def at(cls, pos: Pos | None, message: str, hint: str | None = None) -> NetinspectError:
+        """One problem at one position."""
+        return cls(Problem(message, pos, hint))
+
+
+class SpecError(NetinspectError):
+    """An invalid model, rules or weights file (exit 3)."""
+
+    exit_code = ExitCode.INVALID
+
+
+class UsageError(NetinspectError):
+    """A bad command line (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DeviceError(NetinspectError):
+    """The device is absent or cannot hold the model (exit 4)."""
+
+    exit_code = ExitCode.DEVICE
+
+
+class RunFailure(NetinspectError):
+    """A runtime failure such as a forward pass that raises (exit 1)."""
+
+    exit_code = ExitCode.RUNTIME
+
+
+class Problems:
+    """Collects problems so that all errors of a file are reported in one run (up to a cap)."""
+
+    CAP = 50
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+
+    def add(self, pos: Pos | None, message: str, hint: str | None = None) -> None:
+        if len(self.items) < self.CAP:
+            self.items.append(Problem(message, pos, hint))
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for p in problems:
+            if len(self.items) < self.CAP:
+                self.items.append(p)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self, kind: type[NetinspectError] = SpecError) -> None:
+        if self.items:
+            raise kind(self.items)
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str | None:
+    """A "did you mean" hint from the closest valid names, or None."""
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        if word.lower() in lowered:
+            close = [lowered[word.lower()]]
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

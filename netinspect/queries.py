@@ -1,0 +1,428 @@
+"""Questions about a built module → plain records (dataclasses). Nothing here prints.
+
+Every count groups ``named_parameters(remove_duplicate=False)`` by ``id(param)``
+(``data_ptr()`` is 0 on meta), so a tied or reused parameter is counted once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .build import Built
+from .errors import Pos, RunFailure, UsageError, did_you_mean
+from .layers import dtype_name
+from .spec import InputSpec
+
+
+def shape_of(t: torch.Tensor) -> list[int]:
+    return [int(d) for d in t.shape]
+
+
+def device_name(t: torch.Tensor | torch.device) -> str:
+    return str(t.device if isinstance(t, torch.Tensor) else t)
+
+
+def submodule(root: nn.Module, path: str) -> nn.Module:
+    """``--module PATH`` (``0``, ``0.block1``); an unknown path is a usage error with close names."""
+    if path in ("", "."):
+        return root
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        paths = [p for p, _ in root.named_modules() if p]
+        raise UsageError.at(None, f"no module at path '{path}'", did_you_mean(path, paths) or "module paths: " + ", ".join(paths[:10])) from None
+
+
+# --- tree ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TreeNode:
+    name: str
+    path: str
+    type: str
+    args: str
+    params_own: int
+    params_total: int
+    children: list[TreeNode] = field(default_factory=list)
+    shared_paths: list[str] = field(default_factory=list)  # other paths of the same module object
+    shared_params: int = 0  # own parameters that also live at another path (ties)
+    frozen: bool = False
+    signature: tuple[Any, ...] = ()
+
+
+def _module_paths(root: nn.Module) -> dict[int, list[str]]:
+    paths: dict[int, list[str]] = {}
+    for p, m in root.named_modules(remove_duplicate=False):
+        paths.setdefault(id(m), []).append(p)
+    return paths
+
+
+def param_paths(root: nn.Module) -> dict[int, list[str]]:
+    """id(param) → every path of that Parameter, in ``named_parameters(remove_duplicate=False)`` order."""
+    out: dict[int, list[str]] = {}
+    for name, p in root.named_parameters(remove_duplicate=False):
+        out.setdefault(id(p), []).append(name)
+    return out
+
+
+def tree(built: Built) -> TreeNode:
+    root = built.module
+    mpaths = _module_paths(root)
+    ppaths = param_paths(root)
+    multi = {pid for pid, ps in ppaths.items() if len(ps) > 1}
+    totals: dict[int, tuple[int, frozenset[int] | None]] = {}
+
+    def subtree_total(m: nn.Module) -> tuple[int, frozenset[int] | None]:
+        # (unique count, the shared-param ids in the subtree, or None when there are none)
+        key = id(m)
+        if key in totals:
+            return totals[key]
+        count = 0
+        shared: set[int] = set()
+        for p in m._parameters.values():
+            if p is None:
+                continue
+            if id(p) in multi:
+                shared.add(id(p))
+            else:
+                count += p.numel()
+        for child in m._modules.values():
+            if child is None:
+                continue
+            c, s = subtree_total(child)
+            count += c
+            if s:
+                shared |= s
+        result = (count, frozenset(shared) if shared else None)
+        totals[key] = result
+        return result
+
+    numel_of = {id(p): p.numel() for p in root.parameters()}
+
+    def make(name: str, path: str, m: nn.Module) -> TreeNode:
+        own = 0
+        own_shared = 0
+        seen: set[int] = set()
+        for p in m._parameters.values():
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            own += p.numel()
+            if id(p) in multi:
+                own_shared += p.numel()
+        c, s = subtree_total(m)
+        total = c + (sum(numel_of.get(i, 0) for i in s) if s else 0)
+        others = [p for p in mpaths.get(id(m), []) if p != path]
+        params = [p for p in m._parameters.values() if p is not None]
+        frozen = bool(params) and not any(p.requires_grad for p in params)
+        return TreeNode(name, path, type(m).__name__, m.extra_repr(), own, total, [], others, own_shared, frozen)
+
+    def build_node(name: str, path: str, m: nn.Module) -> TreeNode:
+        node = make(name, path, m)
+        for cname, child in m._modules.items():
+            if child is None:
+                continue
+            node.children.append(build_node(cname, f"{path}.{cname}" if path else cname, child))
+        node.signature = (node.type, node.args, node.params_own, node.params_total, tuple((c.name, c.signature) for c in node.children))
+        return node
+
+    return build_node("", "", root)
+
+
+# --- params -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ParamRow:
+    name: str
+    shape: list[int]
+    dtype: str
+    device: str
+    requires_grad: bool
+    numel: int
+    grad: str
+    shared_with: list[str]
+
+
+@dataclass(slots=True)
+class Totals:
+    unique: int
+    by_path: int
+    trainable: int
+    frozen: int
+    bytes: int
+    buffers: int
+    buffer_bytes: int
+    tensors: int
+
+
+def params(module: nn.Module) -> tuple[list[ParamRow], Totals]:
+    """One row per parameter path, and totals that count each Parameter once."""
+    named = list(module.named_parameters(remove_duplicate=False))
+    paths: dict[int, list[str]] = {}
+    for name, p in named:
+        paths.setdefault(id(p), []).append(name)
+    rows: list[ParamRow] = []
+    for name, p in named:
+        group = paths[id(p)]
+        rows.append(
+            ParamRow(
+                name,
+                shape_of(p),
+                dtype_name(p.dtype),
+                device_name(p),
+                bool(p.requires_grad),
+                p.numel(),
+                "none" if p.grad is None else "present",
+                [q for q in group if q != name],
+            )
+        )
+    uniq = {id(p): p for _, p in named}
+    bufs = {id(b): b for b in module.buffers()}
+    totals = Totals(
+        unique=sum(p.numel() for p in uniq.values()),
+        by_path=sum(p.numel() for _, p in named),
+        trainable=sum(p.numel() for p in uniq.values() if p.requires_grad),
+        frozen=sum(p.numel() for p in uniq.values() if not p.requires_grad),
+        bytes=sum(p.numel() * p.element_size() for p in uniq.values()),
+        buffers=sum(b.numel() for b in bufs.values()),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in bufs.values()),
+        tensors=len(uniq),
+    )
+    return rows, totals
+
+
+# --- state_dict ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StateEntry:
+    key: str
+    shape: list[int]
+    dtype: str
+    device: str
+    kind: str
+    tensor: torch.Tensor
+
+
+def state_dict(module: nn.Module) -> list[StateEntry]:
+    sd = module.state_dict(keep_vars=True)
+    return [
+        StateEntry(k, shape_of(t), dtype_name(t.dtype), device_name(t), "parameter" if isinstance(t, nn.Parameter) else "buffer", t)
+        for k, t in sd.items()
+    ]
+
+
+def values(t: torch.Tensor) -> Any:
+    """A tensor's values as nested Python lists (NaN/inf kept as floats)."""
+    return t.detach().cpu().tolist()
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SharedGroup:
+    paths: list[str]
+    shape: list[int]
+    numel: int
+    cause: str
+    modules: list[str]
+
+
+def shared(built: Built, module: nn.Module | None = None) -> tuple[list[SharedGroup], int, int]:
+    """Groups of parameter paths that are one Parameter, with why: module reuse or a tie."""
+    root = module if module is not None else built.module
+    tied = built.tied_ids
+    groups: dict[int, list[str]] = {}
+    objs: dict[int, nn.Parameter] = {}
+    owners: dict[int, list[str]] = {}
+    by_path = 0
+    for mpath, m in root.named_modules(remove_duplicate=False):
+        for pname, p in m._parameters.items():
+            if p is None:
+                continue
+            path = f"{mpath}.{pname}" if mpath else pname
+            groups.setdefault(id(p), []).append(path)
+            owners.setdefault(id(p), []).append(mpath)
+            objs[id(p)] = p
+            by_path += p.numel()
+    out: list[SharedGroup] = []
+    for pid, paths in groups.items():
+        if len(paths) < 2:
+            continue
+        p = objs[pid]
+        distinct_owner_objects = {id(root.get_submodule(o)) if o else id(root) for o in owners[pid]}
+        cause = "tie" if pid in tied or len(distinct_owner_objects) > 1 else "module"
+        out.append(SharedGroup(paths, shape_of(p), p.numel(), cause, owners[pid]))
+    unique = sum(p.numel() for p in objs.values())
+    return out, unique, by_path
+
+
+# --- forward ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ModuleCall:
+    path: str
+    type: str
+    output_shape: Any
+
+
+@dataclass(slots=True)
+class ForwardResult:
+    input_shapes: list[list[int]]
+    output_shape: Any
+    output: Any
+    modules: list[ModuleCall]
+
+
+def _shape_tree(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return shape_of(x)
+    if isinstance(x, (tuple, list)):
+        return [_shape_tree(i) for i in x]
+    if isinstance(x, dict):
+        return {k: _shape_tree(v) for k, v in x.items()}
+    return None
+
+
+def make_inputs(built: Built, specs: list[InputSpec]) -> list[torch.Tensor]:
+    """Seeded inputs: ``torch.rand`` for float inputs, ``torch.randint`` below ``high`` for integer ones."""
+    from .layers import DTYPES
+
+    out = []
+    for s in specs:
+        dt = DTYPES[s.dtype] if s.dtype else built.dtype
+        if dt.is_floating_point:
+            out.append(torch.rand(s.shape, dtype=dt, device=built.device))
+        else:
+            high = s.high
+            if high is None:
+                sizes = [m.num_embeddings for m in built.module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+                high = min(sizes) if sizes else 2
+            if dt == torch.bool:
+                out.append(torch.randint(0, 2, s.shape, device=built.device).bool())
+            else:
+                out.append(torch.randint(0, high, s.shape, dtype=dt, device=built.device))
+    return out
+
+
+def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
+    """Run the model once with hooks that record each module's output shape; a failure names the module."""
+    root = built.module
+    mpaths = _module_paths(root)
+    calls_seen: dict[int, int] = {}
+    stack: list[tuple[nn.Module, str, Any]] = []
+    records: list[ModuleCall] = []
+    inputs = make_inputs(built, specs)
+
+    def path_of(m: nn.Module) -> str:
+        ps = mpaths.get(id(m))
+        if not ps:
+            return "?"
+        k = calls_seen.get(id(m), 0)
+        calls_seen[id(m)] = k + 1
+        return ps[k % len(ps)]
+
+    def pre(m: nn.Module, args: Any) -> None:
+        stack.append((m, path_of(m), _shape_tree(args)))
+
+    def post(m: nn.Module, args: Any, out: Any) -> None:
+        if stack:
+            _, path, _ = stack.pop()
+            records.append(ModuleCall(path, type(m).__name__, _shape_tree(out)))
+
+    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = nn.modules.module.register_module_forward_hook(post)
+    try:
+        out = root(*inputs)
+    except Exception as exc:
+        raise _forward_failure(built, stack, exc, inputs) from exc
+    finally:
+        h1.remove()
+        h2.remove()
+    order = {p: i for i, p in enumerate(p for p, _ in root.named_modules(remove_duplicate=False))}
+    records.sort(key=lambda r: (order.get(r.path, math.inf), 0))
+    return ForwardResult([shape_of(t) for t in inputs], _shape_tree(out), out, records)
+
+
+def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception, inputs: list[torch.Tensor]) -> RunFailure:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not stack:
+        return RunFailure.at(None, f"forward failed: {type(exc).__name__}: {msg}")
+    m, path, shapes = stack[-1]
+    pos: Pos | None = None
+    for mod, _, _ in reversed(stack):
+        pos = built.origin.get(id(mod))
+        if pos is not None:
+            break
+    where = f"'{path}'" if path else "the root module"
+    shown = _fmt_shapes(shapes)
+    hint = "check the sizes of the layer and the one before it" if "shape" in msg or "size" in msg else None
+    return RunFailure.at(pos, f"forward failed in {where} ({type(m).__name__}) on input {shown}: {type(exc).__name__}: {msg}", hint)
+
+
+def _fmt_shapes(shapes: Any) -> str:
+    if isinstance(shapes, list) and len(shapes) == 1:
+        shapes = shapes[0]
+    return f"shape {shapes}" if shapes is not None else "(no tensor)"
+
+
+def iter_unique_params(module: nn.Module) -> Iterator[tuple[str, nn.Parameter, list[str]]]:
+    """(first path, parameter, other paths) for each distinct Parameter."""
+    paths = param_paths(module)
+    seen: set[int] = set()
+    for name, p in module.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        yield name, p, paths[id(p)][1:]
+
+
+# --- init report --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class InitRow:
+    name: str
+    shape: list[int]
+    scheme: str | None
+    mean: float
+    std: float | None
+    min: float
+    max: float
+    zero_fraction: float
+    expected_std: float | None
+    shared_with: list[str]
+
+
+def init_report(built: Built) -> list[InitRow]:
+    """Per-parameter statistics after every rule ran (each Parameter once, under its first path)."""
+    from .schemes import expected_std, tensor_stats
+
+    owners: dict[int, tuple[nn.Module, str]] = {}
+    for m in built.module.modules():
+        for pname, p in m._parameters.items():
+            if p is not None:
+                owners.setdefault(id(p), (m, pname))
+    rows: list[InitRow] = []
+    for name, p, others in iter_unique_params(built.module):
+        chain = built.applied.get(id(p))
+        st = tensor_stats(p.detach())
+        exp = None
+        if chain:
+            owner, pname = owners[id(p)]
+            exp = expected_std(chain, p, owner, pname)
+        scheme = None
+        if chain:
+            scheme = chain[0].text if len(chain) == 1 else "[" + ", ".join(s.text for s in chain) + "]"
+        rows.append(InitRow(name, shape_of(p), scheme, st.mean, st.std, st.min, st.max, st.zero_fraction, exp, others))
+    return rows

@@ -1,0 +1,366 @@
+"""Records → text for people (rich styling on a terminal, plain text otherwise) or JSON for scripts.
+
+The only module that imports rich. Nothing here builds a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Line = tuple[str, str]  # (text, rich style or "")
+
+
+def emit(lines: Iterable[str | Line], *, file: Any = None) -> None:
+    """Write lines: styled through rich on a terminal, as plain text (fast, stable) otherwise."""
+    out = file or sys.stdout
+    items = [(x, "") if isinstance(x, str) else x for x in lines]
+    if out.isatty():
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console(file=out, highlight=False, soft_wrap=True)
+        for text, style in items:
+            console.print(Text(text, style=style or ""))
+        return
+    out.write("".join(text + "\n" for text, _ in items))
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(_clean(doc), ensure_ascii=False) + "\n")
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] | None = None) -> list[Line]:
+    """A plain aligned table: a bold header, a rule, then the rows."""
+    right = right or set()
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            if len(cell) > widths[i]:
+                widths[i] = len(cell)
+
+    def fmt(row: Sequence[str]) -> str:
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)]
+        return "  ".join(cells).rstrip()
+
+    out: list[Line] = [(fmt(headers), "bold"), ("  ".join("─" * w for w in widths), "dim")]
+    out.extend((fmt(r), "") for r in rows)
+    return out
+
+
+def n(x: int) -> str:
+    return f"{x:,}"
+
+
+def shape(s: Sequence[int]) -> str:
+    return "[" + ", ".join(str(d) for d in s) + "]"
+
+
+def human_bytes(b: int) -> str:
+    value = float(b)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{b} B"
+
+
+def fnum(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.4g}"
+
+
+# --- tree ---------------------------------------------------------------------------------------
+
+
+def tree_json(node: Any) -> dict[str, Any]:
+    """SPEC §3 tree NODE, recursively (never collapsed)."""
+    return {
+        "name": node.name,
+        "path": node.path,
+        "type": node.type,
+        "args": node.args,
+        "params_own": node.params_own,
+        "params_total": node.params_total,
+        "shared_with": node.shared_paths,
+        "frozen": node.frozen,
+        "children": [tree_json(c) for c in node.children],
+    }
+
+
+def _label(node: Any) -> str:
+    head = f"({node.name}): " if node.name else ""
+    text = f"{head}{node.type}({node.args})" if node.args or not node.children else f"{head}{node.type}"
+    counts = ""
+    if node.children:
+        if node.params_total:
+            counts = f"{n(node.params_total)} params"
+            if node.params_own:
+                counts = f"{n(node.params_own)} own, {counts} in all"
+    elif node.params_own:
+        counts = f"{n(node.params_own)} params"
+    marks = []
+    if node.shared_paths:
+        marks.append("shared: also at " + ", ".join(node.shared_paths[:3]) + (" …" if len(node.shared_paths) > 3 else ""))
+    if node.shared_params:
+        marks.append("tied parameter")
+    if node.frozen:
+        marks.append("frozen")
+    tail = "  · " + counts if counts else ""
+    tail += "".join(f"  [{m}]" for m in marks)
+    return text + tail
+
+
+def tree_lines(built: Any, root: Any, depth: int | None, expand: bool) -> list[Line]:
+    """The module tree, with runs of 3+ identical siblings collapsed unless ``expand``."""
+    out: list[Line] = [(f"{built.spec.name} · {built.device} · {root.type}  · {n(root.params_total)} params", "bold")]
+    stack: list[tuple[Any, str, int]] = []
+
+    def runs(children: list[Any]) -> list[tuple[Any, int]]:
+        if expand:
+            return [(c, 1) for c in children]
+        out_runs: list[tuple[Any, int]] = []
+        i = 0
+        while i < len(children):
+            j = i + 1
+            c = children[i]
+            while j < len(children) and not c.shared_paths and not children[j].shared_paths and children[j].signature == c.signature:
+                j += 1
+            if j - i >= 3:
+                out_runs.append((children[i:j], j - i))  # type: ignore[arg-type]
+            else:
+                out_runs.extend((x, 1) for x in children[i:j])
+            i = j
+        return out_runs
+
+    def walk(node: Any, prefix: str, level: int) -> None:
+        items = runs(node.children)
+        if depth is not None and level >= depth:
+            if node.children:
+                out.append((f"{prefix}└── … {len(node.children)} children", "dim"))
+            return
+        for k, (item, count) in enumerate(items):
+            last = k == len(items) - 1
+            branch = "└── " if last else "├── "
+            ext = "    " if last else "│   "
+            if count > 1:
+                first, final = item[0], item[-1]
+                each = f", {n(first.params_total)} params each" if first.params_total else ""
+                out.append((f"{prefix}{branch}({first.name} … {final.name}): ×{count} identical {first.type}{each}", ""))
+                if first.children:
+                    out.append((f"{prefix}{ext}│ each is:", "dim"))
+                    walk(first, prefix + ext, level + 1)
+            else:
+                out.append((prefix + branch + _label(item), ""))
+                walk(item, prefix + ext, level + 1)
+
+    del stack
+    walk(root, "", 0)
+    return out
+
+
+# --- params -------------------------------------------------------------------------------------
+
+
+def params_json(built: Any, rows: list[Any], totals: Any) -> dict[str, Any]:
+    return {
+        "model": built.spec.name,
+        "device": str(built.device),
+        "parameters": [
+            {
+                "name": r.name,
+                "shape": r.shape,
+                "dtype": r.dtype,
+                "device": r.device,
+                "requires_grad": r.requires_grad,
+                "numel": r.numel,
+                "grad": r.grad,
+                "shared_with": r.shared_with,
+            }
+            for r in rows
+        ],
+        "totals": {
+            "unique": totals.unique,
+            "by_path": totals.by_path,
+            "trainable": totals.trainable,
+            "frozen": totals.frozen,
+            "bytes": totals.bytes,
+            "buffers": totals.buffers,
+            "buffer_bytes": totals.buffer_bytes,
+        },
+    }
+
+
+def params_lines(built: Any, rows: list[Any], totals: Any, module: str | None) -> list[Line]:
+    headers = ("name", "shape", "dtype", "device", "requires_grad", "numel", "grad", "shared with")
+    body = [
+        (r.name, shape(r.shape), r.dtype, r.device, str(r.requires_grad), n(r.numel), r.grad, ", ".join(r.shared_with))
+        for r in rows
+    ]
+    title = built.spec.name + (f" · module {module}" if module else "")
+    out: list[Line] = [(title, "bold")]
+    out += table(headers, body, right={5})
+    out.append(("", ""))
+    out += totals_lines(totals)
+    return out
+
+
+def totals_lines(totals: Any) -> list[Line]:
+    shared = totals.by_path - totals.unique
+    lines: list[Line] = [
+        (f"parameters: {n(totals.unique)} unique (each Parameter once) · {n(totals.by_path)} by path"
+         + (f" ({n(shared)} shared)" if shared else ""), "bold"),
+        (f"trainable: {n(totals.trainable)} · frozen: {n(totals.frozen)} · {human_bytes(totals.bytes)} ({n(totals.bytes)} bytes)", ""),
+        (f"buffers (not counted above): {n(totals.buffers)} values · {human_bytes(totals.buffer_bytes)}", "dim"),
+    ]
+    return lines
+
+
+# --- state_dict ---------------------------------------------------------------------------------
+
+
+def state_json(built: Any, entries: list[Any], with_values: bool) -> dict[str, Any]:
+    from .queries import values
+
+    out = []
+    for e in entries:
+        item: dict[str, Any] = {"key": e.key, "shape": e.shape, "dtype": e.dtype, "device": e.device, "kind": e.kind}
+        if with_values:
+            item["values"] = values(e.tensor)
+        out.append(item)
+    return {"model": built.spec.name, "device": str(built.device), "entries": out}
+
+
+def state_lines(built: Any, entries: list[Any], with_values: bool, single: bool) -> list[Line]:
+    if single:
+        return [(str(entries[0].tensor.detach()), "")]
+    headers = ("key", "shape", "dtype", "device", "kind")
+    out: list[Line] = [(built.spec.name, "bold")]
+    if not with_values:
+        out += table(headers, [(e.key, shape(e.shape), e.dtype, e.device, e.kind) for e in entries])
+    else:
+        for e in entries:
+            out.append((f"{e.key}  {shape(e.shape)}  {e.dtype}  {e.kind}", "bold"))
+            out.append((str(e.tensor.detach()), ""))
+    params = sum(1 for e in entries if e.kind == "parameter")
+    out.append(("", ""))
+    out.append((f"{len(entries)} entries: {params} parameters, {len(entries) - params} buffers (tied parameters appear under each key)", "dim"))
+    return out
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+
+def shared_json(built: Any, groups: list[Any], unique: int, by_path: int) -> dict[str, Any]:
+    return {
+        "model": built.spec.name,
+        "groups": [{"paths": g.paths, "shape": g.shape, "numel": g.numel, "cause": g.cause, "modules": g.modules} for g in groups],
+        "totals": {"unique": unique, "by_path": by_path},
+    }
+
+
+def shared_lines(built: Any, groups: list[Any], unique: int, by_path: int) -> list[Line]:
+    out: list[Line] = [(built.spec.name, "bold")]
+    if not groups:
+        out.append(("no parameter is shared: every path is its own Parameter", ""))
+    else:
+        rows = [(" = ".join(g.paths), shape(g.shape), n(g.numel), g.cause) for g in groups]
+        out += table(("paths (one Parameter)", "shape", "numel", "cause"), rows, right={2})
+    out.append(("", ""))
+    out.append((f"parameters: {n(unique)} unique · {n(by_path)} by path" + (f" ({n(by_path - unique)} counted twice by naive tools)" if by_path > unique else ""), "bold"))
+    return out
+
+
+# --- init ---------------------------------------------------------------------------------------
+
+
+def init_json(built: Any, rows: list[Any]) -> dict[str, Any]:
+    return {
+        "model": built.spec.name,
+        "seed": built.seed,
+        "parameters": [
+            {
+                "name": r.name,
+                "shape": r.shape,
+                "scheme": r.scheme,
+                "mean": r.mean,
+                "std": r.std,
+                "min": r.min,
+                "max": r.max,
+                "zero_fraction": r.zero_fraction,
+                "expected_std": r.expected_std,
+                "shared_with": r.shared_with,
+            }
+            for r in rows
+        ],
+    }
+
+
+def init_lines(built: Any, rows: list[Any], saved: Any) -> list[Line]:
+    headers = ("name", "shape", "scheme", "mean", "std", "expected std", "min", "max", "zeros")
+    body = [
+        (r.name + (" (= " + ", ".join(r.shared_with) + ")" if r.shared_with else ""), shape(r.shape), r.scheme or "(default)",
+         fnum(r.mean), fnum(r.std), fnum(r.expected_std), fnum(r.min), fnum(r.max), f"{r.zero_fraction:.1%}")
+        for r in rows
+    ]
+    out: list[Line] = [(f"{built.spec.name} · seed {built.seed} · {built.device}", "bold")]
+    out += table(headers, body, right={3, 4, 5, 6, 7, 8})
+    if saved is not None:
+        out.append(("", ""))
+        out.append((f"saved the state_dict to {saved}", ""))
+    return out
+
+
+# --- forward ------------------------------------------------------------------------------------
+
+
+def _shape_text(s: Any) -> str:
+    if s is None:
+        return "-"
+    if isinstance(s, list) and all(isinstance(d, int) for d in s):
+        return shape(s)
+    if isinstance(s, list):
+        return "(" + ", ".join(_shape_text(x) for x in s) + ")"
+    return str(s)
+
+
+def forward_json(built: Any, result: Any) -> dict[str, Any]:
+    from .queries import values
+
+    meta = str(built.device) == "meta"
+    out = result.output
+    return {
+        "model": built.spec.name,
+        "device": str(built.device),
+        "input_shape": result.input_shapes[0] if len(result.input_shapes) == 1 else result.input_shapes,
+        "output_shape": result.output_shape,
+        "output": None if meta or not hasattr(out, "detach") else values(out),
+        "modules": [{"path": m.path, "type": m.type, "output_shape": m.output_shape} for m in result.modules],
+    }
+
+
+def forward_lines(built: Any, result: Any) -> list[Line]:
+    ins = ", ".join(shape(s) for s in result.input_shapes)
+    out: list[Line] = [(f"{built.spec.name} · input {ins} · {built.device}", "bold")]
+    out += table(("module", "type", "output shape"), [(m.path or "(root)", m.type, _shape_text(m.output_shape)) for m in result.modules])
+    out.append(("", ""))
+    if str(built.device) == "meta":
+        out.append((f"output shape: {_shape_text(result.output_shape)} (meta device: shapes only)", "bold"))
+    else:
+        out.append(("output:", "bold"))
+        out.append((str(result.output), ""))
+    return out

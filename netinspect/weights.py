@@ -1,0 +1,273 @@
+"""Weights in and out: ``--weights`` loading (safetensors, or .pt with ``weights_only``), ``--set`` edits,
+and ``--save`` written atomically (a temporary file beside the target, renamed when complete)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .build import Built
+from .errors import Pos, Problem, SpecError, UsageError, did_you_mean
+from .expr import ExprError, parse_expr
+
+ALIASES_KEY = "netinspect.aliases"
+_EDIT = re.compile(r"\s*([A-Za-z0-9_.]+)\s*(\[[^\]]*\])?\s*(=|\+=|-=|\*=|/=)\s*(.+?)\s*\Z", re.S)
+
+
+# --- --set edits --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    text: str
+    path: str
+    index: tuple[Any, ...] | None
+    op: str
+    value: float | int | bool
+
+
+def _index_part(part: str, text: str) -> Any:
+    part = part.strip()
+    if part == "...":
+        return Ellipsis
+    if ":" in part:
+        bits = part.split(":")
+        if len(bits) > 3:
+            raise UsageError.at(None, f"--set {text!r}: bad slice {part!r}")
+        return slice(*[int(b) if b.strip() else None for b in bits])
+    return int(part)
+
+
+def parse_edit(text: str) -> Edit:
+    """``PATH[IDX] OP VALUE`` with OP one of = += -= *= /= (D2L's ``net[0].weight.data[0, 0] = 42``)."""
+    m = _EDIT.match(text)
+    if not m:
+        raise UsageError.at(None, f"--set {text!r} is not PATH[INDEX]=VALUE", 'e.g. --set "0.weight[0,0]=42" or --set "0.weight[:]+=1"')
+    path, idx, op, value_text = m.groups()
+    index = None
+    try:
+        if idx is not None:
+            inner = idx[1:-1].strip()
+            index = tuple(_index_part(p, text) for p in inner.split(",")) if inner else ()
+        value = parse_expr(value_text).evaluate({})
+    except ValueError:
+        raise UsageError.at(None, f"--set {text!r}: indices are integers or slices", 'e.g. [0,0], [:2], [1:3, 0]') from None
+    except ExprError as exc:
+        raise UsageError.at(None, f"--set {text!r}: {exc.message}", exc.hint) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError.at(None, f"--set {text!r}: the value must be a number")
+    return Edit(text, path, index, op, value)
+
+
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return dict(module.state_dict(keep_vars=True))
+
+
+def apply_edits(built: Built, edits: list[Edit]) -> None:
+    if not edits:
+        return
+    tensors = _tensors(built.module)
+    with torch.no_grad():
+        for e in edits:
+            t = tensors.get(e.path)
+            if t is None:
+                raise UsageError.at(None, f"--set {e.text!r}: no parameter or buffer '{e.path}'", did_you_mean(e.path, tensors) or "paths: " + ", ".join(list(tensors)[:8]))
+            view = t if e.index is None else t[e.index] if e.index else t
+            try:
+                if e.op == "=":
+                    if e.index is None:
+                        t.fill_(e.value)
+                    else:
+                        t[e.index] = e.value
+                else:
+                    op = {"+=": torch.Tensor.add_, "-=": torch.Tensor.sub_, "*=": torch.Tensor.mul_, "/=": torch.Tensor.div_}[e.op]
+                    if e.index is None or e.index == ():
+                        op(t, e.value)
+                    else:
+                        t[e.index] = op(t[e.index].clone(), e.value)
+            except (IndexError, RuntimeError, TypeError) as exc:
+                raise UsageError.at(None, f"--set {e.text!r}: {exc}", f"'{e.path}' has shape {list(t.shape)}") from None
+            del view
+
+
+# --- save ---------------------------------------------------------------------------------------
+
+
+def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in the target's folder; rename only when complete."""
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError.at(None, f"--save {str(target)!r}: folder {str(folder)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_state(built: Built, target: Path) -> None:
+    """``.pt``: every key (tied keys share storage, as torch.save does). ``.safetensors``: each tied
+    tensor once under its first path, the other paths recorded in the metadata."""
+    sd = built.module.state_dict(keep_vars=True)
+    if target.suffix in (".pt", ".pth"):
+        plain = {k: v.detach() for k, v in sd.items()}
+        _atomic_write(target, lambda tmp: torch.save(plain, tmp))
+        return
+    from safetensors.torch import save_file
+
+    first: dict[int, str] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for k, v in sd.items():
+        if id(v) in first:
+            aliases[k] = first[id(v)]
+            continue
+        first[id(v)] = k
+        tensors[k] = v.detach().to("cpu").contiguous().clone()
+    meta = {"format": "pt", ALIASES_KEY: json.dumps(aliases)}
+    _atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+
+def _sniff(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        return "torch"
+    if head[:1] == b"\x80":
+        return "torch"
+    if len(head) >= 9:
+        n = int.from_bytes(head[:8], "little")
+        if 0 < n < 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    return "unknown"
+
+
+def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, str]]:
+    """(key → tensor, or → shape on meta; alias → key) from a weights file; bad files raise SpecError."""
+    where = Pos(path)
+    try:
+        kind = _sniff(path)
+    except OSError as exc:
+        raise SpecError.at(where, f"cannot read weights: {exc.strerror or exc}") from None
+    if kind == "safetensors":
+        from safetensors import safe_open
+
+        try:
+            dev = "cpu" if device.type == "meta" else str(device)
+            out: dict[str, Any] = {}
+            with safe_open(path, framework="pt", device=dev) as f:
+                meta = f.metadata() or {}
+                for k in f.keys():
+                    out[k] = tuple(f.get_slice(k).get_shape()) if device.type == "meta" else f.get_tensor(k)
+        except Exception as exc:
+            raise SpecError.at(where, f"not a valid safetensors file: {_first_line(exc)}", "the file may be truncated or corrupt") from None
+        try:
+            aliases = json.loads(meta.get(ALIASES_KEY, "{}"))
+        except json.JSONDecodeError:
+            aliases = {}
+        if not isinstance(aliases, dict):
+            aliases = {}
+        return out, {str(a): str(b) for a, b in aliases.items()}
+    if kind == "torch":
+        import pickle
+
+        try:
+            obj = torch.load(path, map_location="cpu" if device.type == "meta" else device, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise SpecError.at(where, f"refused: the file holds Python objects beyond tensors ({_first_line(exc)})", "netinspect loads .pt files with weights_only=True and never unpickles code") from None
+        except Exception as exc:
+            raise SpecError.at(where, f"not a readable PyTorch weights file: {_first_line(exc)}", "the file may be truncated or corrupt") from None
+        sd = _state_mapping(obj)
+        if sd is None:
+            raise SpecError.at(where, f"the file holds a {type(obj).__name__}, not a state_dict", "save model.state_dict() (a mapping of names to tensors)")
+        return sd, {}
+    raise SpecError.at(where, "not a weights file (neither safetensors nor a PyTorch .pt/.pth)", "use a .safetensors file or a torch.save(state_dict) file")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _state_mapping(obj: Any) -> dict[str, Any] | None:
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+            return dict(obj)
+        for key in ("state_dict", "model", "model_state_dict"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in inner.items()):
+                return dict(inner)
+        if not obj:
+            return {}
+    return None
+
+
+def load_weights(built: Built, path: str, *, partial: bool, progress: Callable[[str, int, int], None] | None = None) -> list[Problem]:
+    """Load a weights file into the built model; missing, unexpected and mismatched keys are named."""
+    where = Pos(path)
+    found, aliases = _read(path, built.device)
+    model = _tensors(built.module)
+    groups: dict[int, list[str]] = {}
+    for k, t in model.items():
+        groups.setdefault(id(t), []).append(k)
+    for alias, key in aliases.items():
+        if alias not in found and key in found:
+            found[alias] = found[key]
+    problems: list[Problem] = []
+    load: list[tuple[str, Any]] = []
+    done: set[int] = set()
+    for k, t in model.items():
+        group = groups[id(t)]
+        present = [g for g in group if g in found]
+        if not present:
+            problems.append(Problem(f"missing key '{k}' (shape {list(t.shape)})", where, "the file lacks it; --partial loads the rest"))
+            continue
+        src = found[k] if k in found else found[present[0]]
+        shp = tuple(src) if isinstance(src, tuple) else tuple(src.shape)
+        if shp != tuple(t.shape):
+            problems.append(Problem(f"shape mismatch for '{k}': file {list(shp)}, model {list(t.shape)}", where))
+            continue
+        if id(t) in done:
+            if isinstance(src, torch.Tensor) and k in found and present[0] != k and not torch.equal(found[present[0]], src):
+                problems.append(Problem(f"tied paths {', '.join(group)} have different values in the file", where))
+            continue
+        done.add(id(t))
+        load.append((k, src))
+    for k in found:
+        if k not in model:
+            problems.append(Problem(f"unexpected key '{k}'", where, did_you_mean(k, model)))
+    if problems and not partial:
+        raise SpecError(problems)
+    if built.device.type != "meta":
+        with torch.no_grad():
+            for i, (k, src) in enumerate(load):
+                model[k].copy_(src)
+                if progress is not None:
+                    progress("load", i + 1, len(load))
+    if problems:
+        import sys
+
+        for p in problems:
+            sys.stderr.write(p.format().replace(": error: ", ": warning: ", 1) + "\n")
+    return problems

@@ -1,0 +1,336 @@
+"""Plain-PyTorch references for the built-in model files in ``configs/``.
+
+Each builder constructs, with ordinary PyTorch code, exactly the ``nn.Module`` that the
+model file of the same name must build: the same ``print(model)`` text, the same
+``state_dict()`` keys, shapes and order, and the same parameter sharing. The code is
+written the way a PyTorch user writes it (the D2L notebook's cells verbatim for the D2L
+nets; torchvision's AlexNet/VGG written out by hand, as a ``Sequential`` with the same
+named children, since torchvision is not a dependency).
+
+* ``REFERENCES`` maps a config name to a builder that takes no arguments.
+* ``BIG`` names the configs whose builders construct on the ``meta`` device (they would
+  need tens of GB otherwise): their builders enter ``torch.device("meta")`` themselves.
+* ``EXPECTED_UNIQUE`` holds published parameter counts (each ``Parameter`` counted once),
+  only where a number is published (D2L, torchvision, Meta / Hugging Face model cards).
+* ``EXPECTED_BY_PATH`` holds counts over every parameter path (a tied weight counted at
+  each of its paths), where that differs from the unique count.
+* ``DTYPES`` gives a config's parameter dtype where it is not float32.
+
+Init rules are not part of a reference: builders return the freshly constructed module
+(PyTorch's default init); the docstrings of ``d2l_init`` and ``d2l_custom_init`` say
+which rules the model file applies on top.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+# --------------------------------------------------------------------------- D2L
+
+
+def mlp() -> nn.Module:
+    """configs/mlp.yaml — D2L "Parameter Management", the first cell."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    return net
+
+
+def rgnet() -> nn.Module:
+    """configs/rgnet.yaml — D2L nested blocks."""
+
+    def block1():
+        return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU())
+
+    def block2():
+        net = nn.Sequential()
+        for i in range(4):
+            net.add_module(f"block{i}", block1())
+        return net
+
+    rgnet = nn.Sequential(block2(), nn.Linear(4, 1))
+    return rgnet
+
+
+def tied() -> nn.Module:
+    """configs/tied.yaml — D2L parameter tying: one module object used twice (net[2] is net[4])."""
+    shared = nn.Linear(8, 8)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(8, 1))
+    return net
+
+
+def d2l_init() -> nn.Module:
+    """configs/d2l-init.yaml — the D2L MLP, freshly constructed.
+
+    The model file then applies, per node (D2L "apply different init to some blocks"):
+    ``net[0].apply(xavier)``  -> net[0].weight xavier_uniform_ (rule scoped to node 0, types [Linear]);
+    ``net[2].apply(init_42)`` -> net[2].weight constant_(42)   (rule scoped to node 2, types [Linear]).
+    Biases keep PyTorch's default init.
+    """
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+def d2l_custom_init() -> nn.Module:
+    """configs/d2l-custom-init.yaml — the D2L MLP, freshly constructed.
+
+    The model file then applies one top-level rule, D2L's ``net.apply(my_init)``: on every
+    ``Linear`` weight ``uniform_(-10, 10)`` followed by ``mask_abs_below(5)``
+    (``w *= w.abs() >= 5``). Biases keep PyTorch's default init.
+    """
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+def lenet() -> nn.Module:
+    """configs/lenet.yaml — D2L LeNet (chapter "Convolutional Neural Networks (LeNet)")."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10))  # fmt: skip
+    return net
+
+
+# --------------------------------------------------------------------------- torchvision layouts
+
+
+def alexnet(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
+    """configs/alexnet.yaml — torchvision.models.AlexNet's children, in a named Sequential.
+
+    ``torch.flatten(x, 1)`` in AlexNet.forward becomes the child ``flatten = nn.Flatten()``
+    (start_dim=1), which has no parameters, so the state_dict keys are torchvision's.
+    """
+    features = nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+    avgpool = nn.AdaptiveAvgPool2d((6, 6))
+    classifier = nn.Sequential(
+        nn.Dropout(p=dropout),
+        nn.Linear(256 * 6 * 6, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=dropout),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Linear(4096, num_classes),
+    )
+    return nn.Sequential(
+        OrderedDict(features=features, avgpool=avgpool, flatten=nn.Flatten(), classifier=classifier)
+    )
+
+
+def vgg11(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
+    """configs/vgg11.yaml — torchvision.models.vgg11 (cfg "A", no batch norm), in a named Sequential."""
+    cfg = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for v in cfg:  # torchvision's make_layers(cfg, batch_norm=False)
+        if v == "M":
+            layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
+        else:
+            conv2d = nn.Conv2d(in_channels, v, kernel_size=3, padding=1)
+            layers += [conv2d, nn.ReLU(inplace=True)]
+            in_channels = v
+    features = nn.Sequential(*layers)
+    avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    classifier = nn.Sequential(
+        nn.Linear(512 * 7 * 7, 4096),
+        nn.ReLU(True),
+        nn.Dropout(p=dropout),
+        nn.Linear(4096, 4096),
+        nn.ReLU(True),
+        nn.Dropout(p=dropout),
+        nn.Linear(4096, num_classes),
+    )
+    return nn.Sequential(
+        OrderedDict(features=features, avgpool=avgpool, flatten=nn.Flatten(), classifier=classifier)
+    )
+
+
+# --------------------------------------------------------------------------- small models
+
+
+def mlp_bn() -> nn.Module:
+    """configs/mlp-bn.yaml — an MLP with BatchNorm1d (buffers) and Dropout."""
+    d_in, hidden, classes, p = 20, 64, 10, 0.5
+    return nn.Sequential(
+        nn.Linear(d_in, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(),
+        nn.Dropout(p=p),
+        nn.Linear(hidden, hidden // 2),
+        nn.BatchNorm1d(hidden // 2),
+        nn.ReLU(),
+        nn.Dropout(p=p),
+        nn.Linear(hidden // 2, classes),
+    )
+
+
+def tinylm() -> nn.Module:
+    """configs/tinylm.yaml — a tiny LM; the head is tied to the embedding by attribute assignment."""
+    vocab, d, ffn = 512, 64, 256
+
+    def block():
+        return nn.Sequential(
+            OrderedDict(
+                ln_1=nn.LayerNorm(d),
+                attn_proj=nn.Linear(d, d),
+                ln_2=nn.LayerNorm(d),
+                fc_in=nn.Linear(d, ffn),
+                act=nn.GELU(),
+                fc_out=nn.Linear(ffn, d),
+            )
+        )
+
+    model = nn.Sequential(
+        OrderedDict(
+            embed=nn.Embedding(vocab, d),
+            blocks=nn.Sequential(*[block() for _ in range(2)]),
+            ln_f=nn.LayerNorm(d),
+            head=nn.Linear(d, vocab, bias=False),
+        )
+    )
+    model.head.weight = model.embed.weight
+    return model
+
+
+# --------------------------------------------------------------------------- big shapes (meta)
+
+
+def _llama(vocab: int, d: int, ffn: int, kv_dim: int, n_layers: int) -> nn.Module:
+    """A LLaMA-shaped stack on the meta device, in bfloat16 (the configs' ``dtype``)."""
+
+    def decoder_layer():
+        return nn.Sequential(
+            OrderedDict(
+                attn_norm=nn.RMSNorm(d, eps=1e-5),
+                q_proj=nn.Linear(d, d, bias=False),
+                k_proj=nn.Linear(d, kv_dim, bias=False),
+                v_proj=nn.Linear(d, kv_dim, bias=False),
+                o_proj=nn.Linear(d, d, bias=False),
+                ffn_norm=nn.RMSNorm(d, eps=1e-5),
+                gate_proj=nn.Linear(d, ffn, bias=False),
+                up_proj=nn.Linear(d, ffn, bias=False),
+                down_proj=nn.Linear(ffn, d, bias=False),
+            )
+        )
+
+    with torch.device("meta"):
+        layers = nn.Sequential()
+        for i in range(n_layers):
+            layers.add_module(f"layer{i}", decoder_layer())
+        model = nn.Sequential(
+            OrderedDict(
+                embed=nn.Embedding(vocab, d),
+                layers=layers,
+                norm=nn.RMSNorm(d, eps=1e-5),
+                head=nn.Linear(d, vocab, bias=False),
+            )
+        )
+    return model.to(torch.bfloat16)
+
+
+def llama_7b() -> nn.Module:
+    """configs/llama-7b.yaml — built on meta, bfloat16; untied head."""
+    return _llama(vocab=32000, d=4096, ffn=11008, kv_dim=4096, n_layers=32)
+
+
+def llama_70b() -> nn.Module:
+    """configs/llama-70b.yaml — built on meta, bfloat16; grouped-query attention (k/v 8192 -> 1024)."""
+    return _llama(vocab=32000, d=8192, ffn=28672, kv_dim=1024, n_layers=80)
+
+
+def gpt2_xl() -> nn.Module:
+    """configs/gpt2-xl.yaml — built on meta, float32; head tied to wte by attribute assignment."""
+    vocab, n_positions, d, n_layers = 50257, 1024, 1600, 48
+
+    def gpt2_block():
+        return nn.Sequential(
+            OrderedDict(
+                ln_1=nn.LayerNorm(d),
+                attn_qkv=nn.Linear(d, 3 * d),
+                attn_proj=nn.Linear(d, d),
+                ln_2=nn.LayerNorm(d),
+                mlp_fc=nn.Linear(d, 4 * d),
+                act=nn.GELU(approximate="tanh"),
+                mlp_proj=nn.Linear(4 * d, d),
+            )
+        )
+
+    with torch.device("meta"):
+        model = nn.Sequential(
+            OrderedDict(
+                wte=nn.Embedding(vocab, d),
+                wpe=nn.Embedding(n_positions, d),
+                h=nn.Sequential(*[gpt2_block() for _ in range(n_layers)]),
+                ln_f=nn.LayerNorm(d),
+                head=nn.Linear(d, vocab, bias=False),
+            )
+        )
+    model.head.weight = model.wte.weight
+    return model
+
+
+# --------------------------------------------------------------------------- tables
+
+REFERENCES: dict[str, Callable[[], nn.Module]] = {
+    "mlp": mlp,
+    "rgnet": rgnet,
+    "tied": tied,
+    "d2l-init": d2l_init,
+    "d2l-custom-init": d2l_custom_init,
+    "lenet": lenet,
+    "alexnet": alexnet,
+    "vgg11": vgg11,
+    "mlp-bn": mlp_bn,
+    "tinylm": tinylm,
+    "llama-7b": llama_7b,  # meta
+    "llama-70b": llama_70b,  # meta
+    "gpt2-xl": gpt2_xl,  # meta
+}
+
+BIG = {"llama-7b", "llama-70b", "gpt2-xl"}
+
+# Published figures only (each Parameter counted once).
+EXPECTED_UNIQUE: dict[str, int] = {
+    "mlp": 49,  # D2L "Parameter Management"
+    "d2l-init": 49,  # the same D2L MLP
+    "d2l-custom-init": 49,  # the same D2L MLP
+    "rgnet": 309,  # D2L nested blocks
+    "tied": 121,  # D2L parameter tying
+    "alexnet": 61_100_840,  # torchvision AlexNet_Weights.IMAGENET1K_V1 num_params
+    "vgg11": 132_863_336,  # torchvision VGG11_Weights.IMAGENET1K_V1 num_params
+    "llama-7b": 6_738_415_616,  # LLaMA-7B
+    "llama-70b": 68_976_648_192,  # LLaMA-2-70B
+    "gpt2-xl": 1_557_611_200,  # GPT-2-XL (wte and lm_head one tensor)
+}
+
+# Every parameter path counted (named_parameters(remove_duplicate=False)), where it differs.
+EXPECTED_BY_PATH: dict[str, int] = {
+    "tied": 193,  # D2L: 121 + the shared Linear(8, 8)'s 72 a second time
+    "tinylm": 107_904 + 512 * 64,
+    "gpt2-xl": 1_557_611_200 + 50257 * 1600,
+}
+
+# D2L's tied net: 8 state_dict() entries, 6 named_parameters() (the second path hidden).
+EXPECTED_STATE_DICT_LEN: dict[str, int] = {"tied": 8}
+EXPECTED_NAMED_PARAMETERS_LEN: dict[str, int] = {"tied": 6}
+
+# Parameter dtype of a config where it is not float32 (the builders already use it).
+DTYPES: dict[str, torch.dtype] = {"llama-7b": torch.bfloat16, "llama-70b": torch.bfloat16}
