@@ -157,7 +157,7 @@ class _Assembler:
             self.frozen.append(m)
         if isinstance(decl, Seq):
             ok = True
-            for (name, child), cpos in zip(decl.children, decl.child_pos or [decl.pos] * len(decl.children)):
+            for (name, child), cpos in zip(decl.children, decl.child_pos or [decl.pos] * len(decl.children), strict=False):
                 sub = self._make(child, f"{path}.{name}" if path else name)
                 if sub is None:
                     ok = False
@@ -200,7 +200,9 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
                     problems.extend([found])
                 continue
             if found.__name__.startswith("Lazy"):
-                problems.add(d.pos, f"{found.__name__} has no shapes until its first forward pass", f"use {found.__name__[4:]} with explicit sizes")
+                problems.add(
+                    d.pos, f"{found.__name__} has no shapes until its first forward pass", f"use {found.__name__[4:]} with explicit sizes"
+                )
                 continue
             bad = layers.check_args(found, d.args, dict(d.kwargs), d.pos)
             if bad is not None:
@@ -230,7 +232,11 @@ def _bind_ties(spec: ModelSpec, root: nn.Module) -> list[TieBinding]:
         ends = []
         for p in (tie.param, tie.to):
             if p not in paths:
-                problems.add(tie.pos, f"tie: no parameter '{p}'", did_you_mean(p, paths) or "parameter paths are as in named_parameters(), e.g. head.weight")
+                problems.add(
+                    tie.pos,
+                    f"tie: no parameter '{p}'",
+                    did_you_mean(p, paths) or "parameter paths are as in named_parameters(), e.g. head.weight",
+                )
             else:
                 ends.append(paths[p])
         if len(ends) != 2:
@@ -238,7 +244,11 @@ def _bind_ties(spec: ModelSpec, root: nn.Module) -> list[TieBinding]:
         (owner, attr), (towner, tattr) = ends
         a, b = getattr(owner, attr), getattr(towner, tattr)
         if a.shape != b.shape:
-            problems.add(tie.pos, f"tie: '{tie.param}' has shape {list(a.shape)} but '{tie.to}' has {list(b.shape)}", "tied parameters must have the same shape")
+            problems.add(
+                tie.pos,
+                f"tie: '{tie.param}' has shape {list(a.shape)} but '{tie.to}' has {list(b.shape)}",
+                "tied parameters must have the same shape",
+            )
             continue
         if a.dtype != b.dtype:
             problems.add(tie.pos, f"tie: '{tie.param}' is {a.dtype} but '{tie.to}' is {b.dtype}")
@@ -258,9 +268,7 @@ def _retie(bindings: list[TieBinding]) -> None:
             raise RuntimeError(f"tie {b.tie.param} -> {b.tie.to} did not hold after materialisation")
 
 
-def plan_rules(
-    root: nn.Module, scoped: Sequence[ScopedRule], allowed: dict[str, type[nn.Module]]
-) -> list[Planned]:
+def plan_rules(root: nn.Module, scoped: Sequence[ScopedRule], allowed: dict[str, type[nn.Module]]) -> list[Planned]:
     """Resolve each rule's target, types and parameter names to (owner, name) pairs; check schemes fit."""
     spec_problems, cli_problems = Problems(), Problems()
     plan: list[Planned] = []
@@ -296,7 +304,11 @@ def plan_rules(
         where = f" under '{sr.scope_path}'" if sr.scope_path else ""
         if not matched_any:
             paths = [p for p, _ in sr.scope.named_children()]
-            problems.add(rule.pos, f"init target {rule.target!r} matches no module{where}", ("module paths here: " + ", ".join(paths[:8])) if paths else None)
+            problems.add(
+                rule.pos,
+                f"init target {rule.target!r} matches no module{where}",
+                ("module paths here: " + ", ".join(paths[:8])) if paths else None,
+            )
             continue
         for glob, steps in rule.params:
             targets: list[tuple[nn.Module, str]] = []

@@ -34,16 +34,38 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-ModelArg = Annotated[Optional[str], typer.Argument(help="A model file, or a built-in config name (see `netinspect configs`). Default: mlp.", show_default=False)]
+ModelArg = Annotated[
+    Optional[str],
+    typer.Argument(help="A model file, or a built-in config name (see `netinspect configs`). Default: mlp.", show_default=False),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps or meta (meta allocates nothing).")]
-DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="Parameter dtype (float32, float16, bfloat16, float64); default: the file's dtype:, else float32.", show_default=False)]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for the default init and random schemes; default: the file's seed:, else 0.", show_default=False)]
-AllowOpt = Annotated[Optional[list[str]], typer.Option("--allow", help="Grant a module class outside torch.nn: pkg.mod:Class (repeatable).", show_default=False)]
+DtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--dtype",
+        help="Parameter dtype (float32, float16, bfloat16, float64); default: the file's dtype:, else float32.",
+        show_default=False,
+    ),
+]
+SeedOpt = Annotated[
+    Optional[int],
+    typer.Option("--seed", help="Seed for the default init and random schemes; default: the file's seed:, else 0.", show_default=False),
+]
+AllowOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--allow", help="Grant a module class outside torch.nn: pkg.mod:Class (repeatable).", show_default=False),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
-WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Load a .safetensors or .pt/.pth state_dict (weights_only) into the model.", show_default=False)]
+WeightsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--weights", help="Load a .safetensors or .pt/.pth state_dict (weights_only) into the model.", show_default=False),
+]
 PartialOpt = Annotated[bool, typer.Option("--partial", help="With --weights: load the keys that match and report the rest.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for internal errors.")]
-ModuleOpt = Annotated[Optional[str], typer.Option("--module", "-m", help="Only this submodule (names relative to it), e.g. 0 or 0.block1.", show_default=False)]
+ModuleOpt = Annotated[
+    Optional[str],
+    typer.Option("--module", "-m", help="Only this submodule (names relative to it), e.g. 0 or 0.block1.", show_default=False),
+]
 
 CONFIG_DIRS = (Path(__file__).parent / "configs", Path(__file__).parent.parent / "configs")
 
@@ -105,7 +127,11 @@ def model_path(model: str | None) -> str:
     configs = config_names()
     if name in configs:
         return str(configs[name])
-    raise UsageError.at(None, f"no model file or built-in config named {name!r}", did_you_mean(name, configs) or "`netinspect configs` lists the built-in ones")
+    raise UsageError.at(
+        None,
+        f"no model file or built-in config named {name!r}",
+        did_you_mean(name, configs) or "`netinspect configs` lists the built-in ones",
+    )
 
 
 def load_spec(model: str | None) -> ModelSpec:
@@ -152,7 +178,9 @@ def _dtype(dtype: str | None) -> str | None:
 
     key = dtype.removeprefix("torch.")
     if key not in DTYPES:
-        raise UsageError.at(None, f"unknown --dtype {dtype!r}", did_you_mean(key, DTYPES) or "one of " + ", ".join(sorted(set(DTYPES.values()))))
+        raise UsageError.at(
+            None, f"unknown --dtype {dtype!r}", did_you_mean(key, DTYPES) or "one of " + ", ".join(sorted(set(DTYPES.values())))
+        )
     return DTYPES[key]
 
 
@@ -293,7 +321,11 @@ def state_dict(
     if key is not None:
         chosen = [e for e in entries if e.key == key]
         if not chosen:
-            raise UsageError.at(None, f"no state_dict key {key!r}", did_you_mean(key, [e.key for e in entries]) or "keys: " + ", ".join(e.key for e in entries[:10]))
+            raise UsageError.at(
+                None,
+                f"no state_dict key {key!r}",
+                did_you_mean(key, [e.key for e in entries]) or "keys: " + ", ".join(e.key for e in entries[:10]),
+            )
         entries = chosen
     with_values = key is not None or show_values
     if as_json:
@@ -306,14 +338,31 @@ def state_dict(
 @handled
 def init(
     model: ModelArg = None,
-    scheme: Annotated[Optional[str], typer.Option("--scheme", "-s", help="Scheme for --param, e.g. xavier, normal(std=0.01), \"[uniform(-10, 10), mask_abs_below(5)]\".", show_default=False)] = None,
-    target: Annotated[str, typer.Option("--target", "-t", help="Glob over module paths; covers each match's subtree (net[0].apply(f)).")] = "*",
+    scheme: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scheme",
+            "-s",
+            help='Scheme for --param, e.g. xavier, normal(std=0.01), "[uniform(-10, 10), mask_abs_below(5)]".',
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Glob over module paths; covers each match's subtree (net[0].apply(f)).")
+    ] = "*",
     param: Annotated[str, typer.Option("--param", "-p", help="Parameter name (glob) the --scheme sets.")] = "weight",
     bias: Annotated[Optional[str], typer.Option("--bias", help="Scheme for parameters named bias.", show_default=False)] = None,
-    types: Annotated[Optional[list[str]], typer.Option("--types", help="Only modules of this class (repeatable), e.g. Linear.", show_default=False)] = None,
+    types: Annotated[
+        Optional[list[str]], typer.Option("--types", help="Only modules of this class (repeatable), e.g. Linear.", show_default=False)
+    ] = None,
     rules: Annotated[Optional[Path], typer.Option("--rules", help="A YAML file with a list of init rules.", show_default=False)] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Edit values: \"0.weight[0,0]=42\", \"0.weight[:]+=1\" (repeatable).", show_default=False)] = None,
-    save: Annotated[Optional[Path], typer.Option("--save", help="Write the state_dict to FILE (.safetensors or .pt), atomically.", show_default=False)] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help='Edit values: "0.weight[0,0]=42", "0.weight[:]+=1" (repeatable).', show_default=False),
+    ] = None,
+    save: Annotated[
+        Optional[Path], typer.Option("--save", help="Write the state_dict to FILE (.safetensors or .pt), atomically.", show_default=False)
+    ] = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = None,
     seed: SeedOpt = None,
@@ -401,7 +450,10 @@ def shared(
 @handled
 def forward(
     model: ModelArg = None,
-    input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="Input shape, e.g. 2,4 (repeatable for several inputs).", show_default=False)] = None,
+    input_: Annotated[
+        Optional[list[str]],
+        typer.Option("--input", "-i", help="Input shape, e.g. 2,4 (repeatable for several inputs).", show_default=False),
+    ] = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = None,
     seed: SeedOpt = None,
@@ -494,7 +546,10 @@ def schemes(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     from .schemes import ALIASES, SCHEMES
 
     if as_json:
-        doc = {"schemes": [{"name": i.name, "signature": i.signature(), "kind": i.kind, "doc": i.doc} for i in SCHEMES.values()], "aliases": ALIASES}
+        doc = {
+            "schemes": [{"name": i.name, "signature": i.signature(), "kind": i.kind, "doc": i.doc} for i in SCHEMES.values()],
+            "aliases": ALIASES,
+        }
         sys.stdout.write(json.dumps(doc) + "\n")
         return
     width = max(len(i.signature()) for i in SCHEMES.values())

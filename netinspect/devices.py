@@ -21,11 +21,17 @@ def parse_device(text: str) -> torch.device:
     if kind == "cuda":
         if not torch.cuda.is_available():
             why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise DeviceError.at(None, f"device {text!r} is not available: {why} (torch {torch.__version__})", "use --device cpu, or --device meta to inspect without allocating")
+            raise DeviceError.at(
+                None,
+                f"device {text!r} is not available: {why} (torch {torch.__version__})",
+                "use --device cpu, or --device meta to inspect without allocating",
+            )
         count = torch.cuda.device_count()
         i = int(index) if index is not None else torch.cuda.current_device()
         if i >= count:
-            raise DeviceError.at(None, f"device {text!r} is not available: {count} CUDA device(s) visible", f"use cuda:0 .. cuda:{count - 1}")
+            raise DeviceError.at(
+                None, f"device {text!r} is not available: {count} CUDA device(s) visible", f"use cuda:0 .. cuda:{count - 1}"
+            )
         return torch.device("cuda", i)
     if kind == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):

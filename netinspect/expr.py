@@ -258,9 +258,7 @@ def _binop(op: ast.operator, left: Any, right: Any, offset: int) -> Any:
     except OverflowError:
         raise ExprError(f"result of '{symbol}' too large", offset) from None
     except TypeError:
-        raise ExprError(
-            f"unsupported operand types for {symbol}: {type(left).__name__} and {type(right).__name__}", offset
-        ) from None
+        raise ExprError(f"unsupported operand types for {symbol}: {type(left).__name__} and {type(right).__name__}", offset) from None
 
 
 def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:

@@ -57,7 +57,7 @@ def resolve(name: str, allowed: dict[str, type[nn.Module]], pos: Pos | None) -> 
     short = name
     for prefix in ("torch.nn.", "nn."):
         if name.startswith(prefix):
-            short = name[len(prefix):]
+            short = name[len(prefix) :]
             break
     if "." not in short and short in classes:
         return classes[short]
@@ -73,12 +73,16 @@ def resolve(name: str, allowed: dict[str, type[nn.Module]], pos: Pos | None) -> 
     return Problem(f"unknown module type '{name}'", pos, hint or "a torch.nn class, a block, or a class granted with --allow pkg.mod:Class")
 
 
-@lru_cache(maxsize=None)
+_SIGNATURES: dict[type[nn.Module], inspect.Signature | None] = {}
+
+
 def _signature(cls: type[nn.Module]) -> inspect.Signature | None:
-    try:
-        return inspect.signature(cls)
-    except (TypeError, ValueError):
-        return None
+    if cls not in _SIGNATURES:
+        try:
+            _SIGNATURES[cls] = inspect.signature(cls)
+        except (TypeError, ValueError):
+            _SIGNATURES[cls] = None
+    return _SIGNATURES[cls]
 
 
 def check_args(cls: type[nn.Module], args: tuple[Any, ...], kwargs: dict[str, Any], pos: Pos | None) -> Problem | None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .build import Built
-from .errors import Pos, RunFailure, UsageError, did_you_mean
+from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean
 from .layers import dtype_name
 from .spec import InputSpec
 
@@ -36,7 +36,9 @@ def submodule(root: nn.Module, path: str) -> nn.Module:
         return root.get_submodule(path)
     except AttributeError:
         paths = [p for p, _ in root.named_modules() if p]
-        raise UsageError.at(None, f"no module at path '{path}'", did_you_mean(path, paths) or "module paths: " + ", ".join(paths[:10])) from None
+        raise UsageError.at(
+            None, f"no module at path '{path}'", did_you_mean(path, paths) or "module paths: " + ", ".join(paths[:10])
+        ) from None
 
 
 # --- tree ---------------------------------------------------------------------------------------
@@ -354,7 +356,7 @@ def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
     return ForwardResult([shape_of(t) for t in inputs], _shape_tree(out), out, records)
 
 
-def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception, inputs: list[torch.Tensor]) -> RunFailure:
+def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception, inputs: list[torch.Tensor]) -> NetinspectError:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not stack:
         return RunFailure.at(None, f"forward failed: {type(exc).__name__}: {msg}")

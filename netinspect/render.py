@@ -141,7 +141,7 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool) -> list[L
             while j < len(children) and not c.shared_paths and not children[j].shared_paths and children[j].signature == c.signature:
                 j += 1
             if j - i >= 3:
-                out_runs.append((children[i:j], j - i))  # type: ignore[arg-type]
+                out_runs.append((children[i:j], j - i))
             else:
                 out_runs.extend((x, 1) for x in children[i:j])
             i = j
@@ -207,10 +207,7 @@ def params_json(built: Any, rows: list[Any], totals: Any) -> dict[str, Any]:
 
 def params_lines(built: Any, rows: list[Any], totals: Any, module: str | None) -> list[Line]:
     headers = ("name", "shape", "dtype", "device", "requires_grad", "numel", "grad", "shared with")
-    body = [
-        (r.name, shape(r.shape), r.dtype, r.device, str(r.requires_grad), n(r.numel), r.grad, ", ".join(r.shared_with))
-        for r in rows
-    ]
+    body = [(r.name, shape(r.shape), r.dtype, r.device, str(r.requires_grad), n(r.numel), r.grad, ", ".join(r.shared_with)) for r in rows]
     title = built.spec.name + (f" · module {module}" if module else "")
     out: list[Line] = [(title, "bold")]
     out += table(headers, body, right={5})
@@ -222,8 +219,11 @@ def params_lines(built: Any, rows: list[Any], totals: Any, module: str | None) -
 def totals_lines(totals: Any) -> list[Line]:
     shared = totals.by_path - totals.unique
     lines: list[Line] = [
-        (f"parameters: {n(totals.unique)} unique (each Parameter once) · {n(totals.by_path)} by path"
-         + (f" ({n(shared)} shared)" if shared else ""), "bold"),
+        (
+            f"parameters: {n(totals.unique)} unique (each Parameter once) · {n(totals.by_path)} by path"
+            + (f" ({n(shared)} shared)" if shared else ""),
+            "bold",
+        ),
         (f"trainable: {n(totals.trainable)} · frozen: {n(totals.frozen)} · {human_bytes(totals.bytes)} ({n(totals.bytes)} bytes)", ""),
         (f"buffers (not counted above): {n(totals.buffers)} values · {human_bytes(totals.buffer_bytes)}", "dim"),
     ]
@@ -258,7 +258,9 @@ def state_lines(built: Any, entries: list[Any], with_values: bool, single: bool)
             out.append((str(e.tensor.detach()), ""))
     params = sum(1 for e in entries if e.kind == "parameter")
     out.append(("", ""))
-    out.append((f"{len(entries)} entries: {params} parameters, {len(entries) - params} buffers (tied parameters appear under each key)", "dim"))
+    out.append(
+        (f"{len(entries)} entries: {params} parameters, {len(entries) - params} buffers (tied parameters appear under each key)", "dim")
+    )
     return out
 
 
@@ -281,7 +283,13 @@ def shared_lines(built: Any, groups: list[Any], unique: int, by_path: int) -> li
         rows = [(" = ".join(g.paths), shape(g.shape), n(g.numel), g.cause) for g in groups]
         out += table(("paths (one Parameter)", "shape", "numel", "cause"), rows, right={2})
     out.append(("", ""))
-    out.append((f"parameters: {n(unique)} unique · {n(by_path)} by path" + (f" ({n(by_path - unique)} counted twice by naive tools)" if by_path > unique else ""), "bold"))
+    out.append(
+        (
+            f"parameters: {n(unique)} unique · {n(by_path)} by path"
+            + (f" ({n(by_path - unique)} counted twice by naive tools)" if by_path > unique else ""),
+            "bold",
+        )
+    )
     return out
 
 
@@ -313,8 +321,17 @@ def init_json(built: Any, rows: list[Any]) -> dict[str, Any]:
 def init_lines(built: Any, rows: list[Any], saved: Any) -> list[Line]:
     headers = ("name", "shape", "scheme", "mean", "std", "expected std", "min", "max", "zeros")
     body = [
-        (r.name + (" (= " + ", ".join(r.shared_with) + ")" if r.shared_with else ""), shape(r.shape), r.scheme or "(default)",
-         fnum(r.mean), fnum(r.std), fnum(r.expected_std), fnum(r.min), fnum(r.max), f"{r.zero_fraction:.1%}")
+        (
+            r.name + (" (= " + ", ".join(r.shared_with) + ")" if r.shared_with else ""),
+            shape(r.shape),
+            r.scheme or "(default)",
+            fnum(r.mean),
+            fnum(r.std),
+            fnum(r.expected_std),
+            fnum(r.min),
+            fnum(r.max),
+            f"{r.zero_fraction:.1%}",
+        )
         for r in rows
     ]
     out: list[Line] = [(f"{built.spec.name} · seed {built.seed} · {built.device}", "bold")]

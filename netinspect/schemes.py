@@ -57,9 +57,7 @@ class SchemeError(Exception):
     ``offset`` the 0-based character offset inside that item's text where known.
     """
 
-    def __init__(
-        self, message: str, hint: str | None = None, *, index: int | None = None, offset: int | None = None
-    ) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, index: int | None = None, offset: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -116,9 +114,7 @@ _TABLE: tuple[SchemeInfo, ...] = (
         "init",
     ),
     SchemeInfo("xavier_uniform", (_num("gain", 1.0),), "Glorot: U(-x, x), x = gain*sqrt(6/(fan_in+fan_out))", "init"),
-    SchemeInfo(
-        "xavier_normal", (_num("gain", 1.0),), "Glorot: N(0, std^2), std = gain*sqrt(2/(fan_in+fan_out))", "init"
-    ),
+    SchemeInfo("xavier_normal", (_num("gain", 1.0),), "Glorot: N(0, std^2), std = gain*sqrt(2/(fan_in+fan_out))", "init"),
     SchemeInfo(
         "kaiming_uniform",
         (
@@ -145,9 +141,7 @@ _TABLE: tuple[SchemeInfo, ...] = (
         "N(mean, std^2) redrawn outside [a, b] (absolute bounds)",
         "init",
     ),
-    SchemeInfo(
-        "orthogonal", (_num("gain", 1),), "a (semi-)orthogonal matrix times gain (trailing dims flattened)", "init"
-    ),
+    SchemeInfo("orthogonal", (_num("gain", 1),), "a (semi-)orthogonal matrix times gain (trailing dims flattened)", "init"),
     SchemeInfo(
         "sparse",
         (_num("sparsity"), _num("std", 0.01)),
@@ -264,9 +258,7 @@ def compile_scheme(value: str | Sequence[str]) -> tuple[SchemeStep, ...]:
 def _type_name(value: object) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", dict: "a mapping"}.get(
-        type(value), type(value).__name__
-    )
+    return {bool: "a boolean", int: "a number", float: "a number", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
 def _literal_hint(value: object) -> str:
@@ -284,9 +276,7 @@ def _parse(text: str, index: int | None) -> tuple[CallExpr, ...]:
         return parse_call_list(text)
     except ExprError as exc:
         hint = _SPLIT_HINT if index is not None and text.count("(") != text.count(")") else _SYNTAX_HINT
-        raise SchemeError(
-            f"invalid scheme {text.strip()!r}: {exc.message}", hint, index=index, offset=exc.offset + _lead(text)
-        ) from None
+        raise SchemeError(f"invalid scheme {text.strip()!r}: {exc.message}", hint, index=index, offset=exc.offset + _lead(text)) from None
 
 
 def _compile_call(call: CallExpr, text: str, index: int | None) -> SchemeStep:
@@ -300,7 +290,7 @@ def _compile_call(call: CallExpr, text: str, index: int | None) -> SchemeStep:
     names = [p.name for p in params]
 
     def fail(message: str, hint: str | None, expr: Expr | None = None) -> SchemeError:
-        offset = call.name_offset if expr is None else getattr(expr.node, "col_offset", call.name_offset)
+        offset = call.name_offset if expr is None else expr.node.col_offset
         return SchemeError(f"{info.name}: {message}", hint, index=index, offset=offset + lead)
 
     sig_hint = f"signature: {info.signature()}"
@@ -314,7 +304,7 @@ def _compile_call(call: CallExpr, text: str, index: int | None) -> SchemeStep:
             raise fail(f"unknown argument '{key}'", did_you_mean(key, names) or sig_hint, expr)
         if key in given:
             raise fail(f"got more than one value for '{key}'", sig_hint, expr)
-        given[key] = (_evaluate(expr, info.name, key, fail), expr)
+        given[key] = (_evaluate(expr, key, fail), expr)
     for param in params:
         if param.required and param.name not in given:
             raise fail(f"missing required argument '{param.name}'", sig_hint)
@@ -332,7 +322,7 @@ def _compile_call(call: CallExpr, text: str, index: int | None) -> SchemeStep:
     return SchemeStep(info.name, args, kwargs)
 
 
-def _evaluate(expr: Expr, scheme: str, key: str, fail: Callable[[str, str | None, Expr | None], SchemeError]) -> object:
+def _evaluate(expr: Expr, key: str, fail: Callable[[str, str | None, Expr | None], SchemeError]) -> object:
     names = sorted(expr.names())
     if names:
         bare = names[0]
@@ -365,9 +355,7 @@ def _value_problem(name: str, b: dict[str, object]) -> tuple[str, str | None] | 
     """Values torch would refuse (or silently mishandle), found before anything runs."""
 
     def f(key: str) -> float:
-        value = b[key]
-        assert isinstance(value, (int, float))
-        return float(value)
+        return float(_scalar(b[key]))
 
     if name == "uniform" and f("a") > f("b"):
         return f"a must not exceed b, got a={b['a']!r}, b={b['b']!r}", "write uniform(low, high)"
@@ -419,8 +407,8 @@ def _shape_text(param: torch.Tensor) -> str:
     return "[" + ", ".join(str(s) for s in param.shape) + "]"
 
 
-def _check_shape(step: SchemeStep, param: torch.Tensor, owner: torch.nn.Module, param_name: str) -> None:
-    """Refuse what torch would refuse for this tensor, before any value changes."""
+def check_step(step: SchemeStep, param: torch.Tensor, owner: torch.nn.Module, param_name: str) -> None:
+    """Refuse (SchemeError) what torch would refuse for this tensor, using only its shape: safe on meta."""
     dims = param.dim()
     where = f"'{param_name}' has shape {_shape_text(param)}"
     if step.name in _MIN_DIMS and dims < _MIN_DIMS[step.name]:
@@ -450,6 +438,9 @@ def _check_shape(step: SchemeStep, param: torch.Tensor, owner: torch.nn.Module, 
         _reset_method(owner, param_name)
 
 
+_check_shape = check_step  # the earlier private name, still imported by build.py
+
+
 def _reset_method(owner: torch.nn.Module, param_name: str) -> Callable[[], object]:
     for attr in ("reset_parameters", "_reset_parameters"):
         method = getattr(owner, attr, None)
@@ -470,7 +461,7 @@ def apply_steps(steps: Sequence[SchemeStep], param: torch.Tensor, owner: torch.n
     import torch
 
     for step in steps:
-        _check_shape(step, param, owner, param_name)
+        check_step(step, param, owner, param_name)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
         for step in steps:
@@ -624,9 +615,7 @@ def _init_dist(step: SchemeStep, param: torch.Tensor) -> _Dist | None:
 
 
 def _post_dist(step: SchemeStep, dist: _Dist) -> _Dist | None:
-    value = step.bound()[step.info.params[0].name]
-    assert isinstance(value, (int, float))
-    v = float(value)
+    v = float(_scalar(step.bound()[step.info.params[0].name]))
     if dist.family == "const":
         return dist
     if step.name == "scale":

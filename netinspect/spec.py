@@ -18,7 +18,7 @@ from typing import Any, Union
 
 from . import yamlpos
 from .errors import Pos, Problems, SpecError, did_you_mean
-from .expr import CallExpr, Expr, ExprError, parse_call, parse_expr
+from .expr import CallExpr, ExprError, parse_call, parse_expr
 from .schemes import SchemeError, SchemeStep, compile_scheme
 from .yamlpos import YMap, YNode, YScalar, YSeq
 
@@ -29,15 +29,28 @@ MAX_MODULES = 1_000_000
 MAX_INPUT_NUMEL = 2**40
 
 DTYPES: dict[str, str] = {
-    "float32": "float32", "float": "float32", "fp32": "float32",
-    "float64": "float64", "double": "float64", "fp64": "float64",
-    "float16": "float16", "half": "float16", "fp16": "float16",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float32": "float32",
+    "float": "float32",
+    "fp32": "float32",
+    "float64": "float64",
+    "double": "float64",
+    "fp64": "float64",
+    "float16": "float16",
+    "half": "float16",
+    "fp16": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
 }
 INPUT_DTYPES: dict[str, str] = {
     **DTYPES,
-    "int64": "int64", "long": "int64", "int32": "int32", "int": "int32",
-    "int16": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool",
+    "int64": "int64",
+    "long": "int64",
+    "int32": "int32",
+    "int": "int32",
+    "int16": "int16",
+    "int8": "int8",
+    "uint8": "uint8",
+    "bool": "bool",
 }
 CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Container"}
 
@@ -222,7 +235,9 @@ def parse_model(text: str, filename: str) -> ModelSpec:
         memo: dict[int, int] = {}
         count = _count(model, memo) + sum(_count(d, memo) for _, d in shared)
         if count > MAX_MODULES:
-            ctx.problems.add(e["model"].pos, f"the model has {count:,} modules, more than the limit of {MAX_MODULES:,}", "reduce repeat counts")
+            ctx.problems.add(
+                e["model"].pos, f"the model has {count:,} modules, more than the limit of {MAX_MODULES:,}", "reduce repeat counts"
+            )
     ctx.problems.raise_if_any()
     assert model is not None
     return ModelSpec(filename, name, doc, inputs, dtype, seed, tuple(shared), model, rules, ties, count, dtype_pos)
@@ -483,8 +498,7 @@ def _names_in(node: YNode) -> Iterator[tuple[str, Pos]]:
 
 def _check_block_cycles(ctx: _Ctx) -> None:
     graph = {
-        name: [(u, p) for u, p in _names_in(b.body) if u in ctx.blocks] if b.body is not None else []
-        for name, b in ctx.blocks.items()
+        name: [(u, p) for u, p in _names_in(b.body) if u in ctx.blocks] if b.body is not None else [] for name, b in ctx.blocks.items()
     }
     state: dict[str, int] = {}
 
@@ -492,9 +506,13 @@ def _check_block_cycles(ctx: _Ctx) -> None:
         state[name] = 1
         for used, pos in graph[name]:
             if state.get(used) == 1:
-                cycle = path[path.index(used):] + [used] if used in path else [name, used]
+                cycle = path[path.index(used) :] + [used] if used in path else [name, used]
                 if used not in ctx.cyclic:
-                    ctx.problems.add(pos, f"block '{used}' uses itself: {' -> '.join(cycle)}", "a block cannot contain itself, directly or through others")
+                    ctx.problems.add(
+                        pos,
+                        f"block '{used}' uses itself: {' -> '.join(cycle)}",
+                        "a block cannot contain itself, directly or through others",
+                    )
                 ctx.cyclic.update(cycle)
             elif state.get(used) is None:
                 visit(used, path + [used])
@@ -519,7 +537,9 @@ def _check_shared_cycles(ctx: _Ctx, shared: dict[str, Decl]) -> None:
             if r.shared not in shared:
                 continue
             if state.get(r.shared) == 1:
-                ctx.problems.add(r.pos, f"shared module '{r.shared}' contains itself", "a shared module cannot ref itself, directly or through others")
+                ctx.problems.add(
+                    r.pos, f"shared module '{r.shared}' contains itself", "a shared module cannot ref itself, directly or through others"
+                )
             elif state.get(r.shared) is None:
                 visit(r.shared)
         state[name] = 2
@@ -578,7 +598,7 @@ def _map_node(
     if len(kinds) != 1:
         if not kinds:
             calls = [k for k in node.entries if "(" in k]
-            hint = "write a call string, a list, or a mapping with one of: type, sequential, use, ref"
+            hint: str | None = "write a call string, a list, or a mapping with one of: type, sequential, use, ref"
             if calls:
                 hint = "a call with a comma inside {...} was split by YAML: quote it"
             ctx.problems.add(node.pos, "a module mapping needs one of the keys type, sequential, use, ref", hint)
@@ -594,9 +614,13 @@ def _map_node(
     if "repeat" in node.entries:
         rnode = node.entries["repeat"]
         if kind == "ref":
-            ctx.problems.add(node.key_pos["repeat"], "'repeat' is refused on 'ref'", "list the ref several times, or repeat a 'use:' of a block")
+            ctx.problems.add(
+                node.key_pos["repeat"], "'repeat' is refused on 'ref'", "list the ref several times, or repeat a 'use:' of a block"
+            )
         elif not allow_repeat:
-            ctx.problems.add(node.key_pos["repeat"], "'repeat' only works on an item of a list", "put the node in a list: - {use: block, repeat: 4}")
+            ctx.problems.add(
+                node.key_pos["repeat"], "'repeat' only works on an item of a list", "put the node in a list: - {use: block, repeat: 4}"
+            )
         else:
             r = _int(ctx, rnode, scope, "repeat")
             if r is not None:
@@ -624,7 +648,9 @@ def _map_node(
             ctx.problems.add(target.pos, f"undefined shared module '{target.value}'", hint or "define it under shared:")
             return None, repeat, template, name_pos
         if frozen or rules:
-            ctx.problems.add(node.pos, "'frozen'/'init' on a 'ref' would change the shared module everywhere", "put them on its definition under shared:")
+            ctx.problems.add(
+                node.pos, "'frozen'/'init' on a 'ref' would change the shared module everywhere", "put them on its definition under shared:"
+            )
         return Ref(target.value, node.pos), repeat, template, name_pos
     if kind == "sequential":
         body = node.entries["sequential"]
@@ -665,7 +691,11 @@ def _map_node(
         return None, repeat, template, name_pos
     tname = tnode.value.strip()
     if "(" in tname:
-        ctx.problems.add(tnode.pos, f"'type:' takes a class name, not a call: {tname!r}", "use args: [...] and kwargs: {...}, or write the call string as the node")
+        ctx.problems.add(
+            tnode.pos,
+            f"'type:' takes a class name, not a call: {tname!r}",
+            "use args: [...] and kwargs: {...}, or write the call string as the node",
+        )
         return None, repeat, template, name_pos
     args: tuple[Any, ...] = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
@@ -690,7 +720,9 @@ def _map_node(
             kwargs = tuple(val.items())
     if not ok:
         return None, repeat, template, name_pos
-    decl = _resolve_call(ctx, tname, args, dict(kwargs), tnode.pos, stack, depth, has_args="args" in node.entries or "kwargs" in node.entries)
+    decl = _resolve_call(
+        ctx, tname, args, dict(kwargs), tnode.pos, stack, depth, has_args="args" in node.entries or "kwargs" in node.entries
+    )
     return (None if decl is None else _with_mods(decl, frozen, rules)), repeat, template, name_pos
 
 
@@ -748,13 +780,13 @@ def _list_node(ctx: _Ctx, node: YSeq, local: Mapping[str, Any], stack: tuple[str
             continue
         for k in range(repeat):
             index = len(children)
-            if template is None:
-                cname = str(index)
-            else:
-                cname = _format_name(ctx, template, k, name_pos)
-                if cname is None:
+            cname = str(index)
+            if template is not None:
+                formatted = _format_name(ctx, template, k, name_pos)
+                if formatted is None:
                     ok = False
                     break
+                cname = formatted
             where = name_pos or item.pos
             if cname in names:
                 ctx.problems.add(where, f"duplicate child name '{cname}'", f"first used at line {names[cname].line}")
@@ -808,7 +840,9 @@ def _named_node(ctx: _Ctx, node: YMap, local: Mapping[str, Any], stack: tuple[st
                 ok = False
                 continue
             if "repeat" in value.entries:
-                ctx.problems.add(value.key_pos["repeat"], "'repeat' is refused inside a named mapping", "use a list with name: \"layer{i}\" and repeat")
+                ctx.problems.add(
+                    value.key_pos["repeat"], "'repeat' is refused inside a named mapping", 'use a list with name: "layer{i}" and repeat'
+                )
                 ok = False
                 continue
         decl = _node(ctx, value, local, stack, depth + 1)
@@ -865,7 +899,9 @@ def _resolve_call(
         ctx.problems.add(pos, f"'{name}' is a shared module, not a class", f"write ref: {name} (the same module) ")
         return None
     if short in CONTAINERS:
-        ctx.problems.add(pos, f"'{short}' is a container and is not written as a call", "write a list, or sequential: [...] / sequential: {name: NODE}")
+        ctx.problems.add(
+            pos, f"'{short}' is a container and is not written as a call", "write a list, or sequential: [...] / sequential: {name: NODE}"
+        )
         return None
     return Leaf(name, args, tuple(kwargs.items()), pos)
 
@@ -878,7 +914,9 @@ def _block_instance(
         hint = did_you_mean(name, ctx.blocks)
         if name in ctx.shared_names:
             hint = f"'{name}' is a shared module: write ref: {name}"
-        ctx.problems.add(pos, f"undefined block '{name}'", hint or ("blocks: " + ", ".join(ctx.blocks) if ctx.blocks else "define it under blocks:"))
+        ctx.problems.add(
+            pos, f"undefined block '{name}'", hint or ("blocks: " + ", ".join(ctx.blocks) if ctx.blocks else "define it under blocks:")
+        )
         return None
     if name in ctx.cyclic or name in stack:
         if name not in ctx.cyclic:
@@ -890,16 +928,16 @@ def _block_instance(
     if len(args) > len(order):
         ctx.problems.add(pos, f"block '{name}' takes {len(order)} positional argument(s), {len(args)} given", _block_sig(block))
         return None
-    for pname, value in zip(order, args):
+    for pname, value in zip(order, args, strict=False):
         bound[pname] = value
-    for key, value in kwargs.items():
-        if key not in order:
-            ctx.problems.add(with_pos or pos, f"block '{name}' has no parameter '{key}'", did_you_mean(key, order) or _block_sig(block))
+    for kw, value in kwargs.items():
+        if kw not in order:
+            ctx.problems.add(with_pos or pos, f"block '{name}' has no parameter '{kw}'", did_you_mean(kw, order) or _block_sig(block))
             return None
-        if key in bound:
-            ctx.problems.add(with_pos or pos, f"block '{name}' got two values for '{key}'")
+        if kw in bound:
+            ctx.problems.add(with_pos or pos, f"block '{name}' got two values for '{kw}'")
             return None
-        bound[key] = value
+        bound[kw] = value
     missing = [r for r in block.required if r not in bound]
     if missing:
         ctx.problems.add(pos, f"block '{name}' needs {', '.join(repr(m) for m in missing)}", _block_sig(block))
@@ -914,12 +952,9 @@ def _block_instance(
     if key is not None and key in ctx.memo:
         return ctx.memo[key]
     assert block.body is not None
-    before = len(ctx.problems.items)
     decl = _node(ctx, block.body, bound, stack + (name,), depth)
     if decl is not None and key is not None:
         ctx.memo[key] = decl
-    if decl is None and len(ctx.problems.items) == before:
-        return None
     return decl
 
 
@@ -950,19 +985,20 @@ def _parse_rules(ctx: _Ctx, node: YNode, scope_path: str) -> tuple[Rule, ...]:
 def parse_rule(problems: Problems, item: YNode) -> Rule | None:
     """One RULE mapping → Rule (None after a reported problem)."""
     if not isinstance(item, YMap):
-        problems.add(item.pos, f"an init rule is a mapping, found {_describe(item)}", "- {target: '0', weight: xavier_uniform, bias: zeros}")
+        problems.add(
+            item.pos, f"an init rule is a mapping, found {_describe(item)}", "- {target: '0', weight: xavier_uniform, bias: zeros}"
+        )
         return None
     target = "*"
     types: tuple[str, ...] = ()
     params: list[tuple[str, tuple[SchemeStep, ...]]] = []
     ok = True
     for key, value in item.entries.items():
-        kpos = item.key_pos[key]
         if key == "target":
             if isinstance(value, YScalar) and value.value is not None and not isinstance(value.value, bool):
                 target = str(value.value)
             else:
-                problems.add(value.pos, "'target:' is a glob over module paths", "target: \"0\"  or  target: \"0.*\"")
+                problems.add(value.pos, "'target:' is a glob over module paths", 'target: "0"  or  target: "0.*"')
                 ok = False
         elif key == "types":
             raw = yamlpos.plain(value)
@@ -978,7 +1014,9 @@ def parse_rule(problems: Problems, item: YNode) -> Rule | None:
             near = did_you_mean(key, RULE_KEYS)
             raw = yamlpos.plain(value)
             if not (isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(s, str) for s in raw))):
-                problems.add(value.pos, f"the scheme for '{key}' must be a call string or a list of them", near and f"is '{key}' a typo? {near}")
+                problems.add(
+                    value.pos, f"the scheme for '{key}' must be a call string or a list of them", near and f"is '{key}' a typo? {near}"
+                )
                 ok = False
                 continue
             try:
@@ -991,7 +1029,6 @@ def parse_rule(problems: Problems, item: YNode) -> Rule | None:
                 ok = False
                 continue
             params.append((key, steps))
-            del kpos
     if ok and not params:
         problems.add(item.pos, "the rule sets no parameter", "add e.g. weight: xavier_uniform")
         return None

@@ -20,6 +20,7 @@ from .errors import Pos, Problem, SpecError, UsageError, did_you_mean
 from .expr import ExprError, parse_expr
 
 ALIASES_KEY = "netinspect.aliases"
+_OPS = {"=": "fill_", "+=": "add_", "-=": "sub_", "*=": "mul_", "/=": "div_"}
 _EDIT = re.compile(r"\s*([A-Za-z0-9_.]+)\s*(\[[^\]]*\])?\s*(=|\+=|-=|\*=|/=)\s*(.+?)\s*\Z", re.S)
 
 
@@ -60,7 +61,7 @@ def parse_edit(text: str) -> Edit:
             index = tuple(_index_part(p, text) for p in inner.split(",")) if inner else ()
         value = parse_expr(value_text).evaluate({})
     except ValueError:
-        raise UsageError.at(None, f"--set {text!r}: indices are integers or slices", 'e.g. [0,0], [:2], [1:3, 0]') from None
+        raise UsageError.at(None, f"--set {text!r}: indices are integers or slices", "e.g. [0,0], [:2], [1:3, 0]") from None
     except ExprError as exc:
         raise UsageError.at(None, f"--set {text!r}: {exc.message}", exc.hint) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -80,23 +81,17 @@ def apply_edits(built: Built, edits: list[Edit]) -> None:
         for e in edits:
             t = tensors.get(e.path)
             if t is None:
-                raise UsageError.at(None, f"--set {e.text!r}: no parameter or buffer '{e.path}'", did_you_mean(e.path, tensors) or "paths: " + ", ".join(list(tensors)[:8]))
-            view = t if e.index is None else t[e.index] if e.index else t
+                raise UsageError.at(
+                    None,
+                    f"--set {e.text!r}: no parameter or buffer '{e.path}'",
+                    did_you_mean(e.path, tensors) or "paths: " + ", ".join(list(tensors)[:8]),
+                )
             try:
-                if e.op == "=":
-                    if e.index is None:
-                        t.fill_(e.value)
-                    else:
-                        t[e.index] = e.value
-                else:
-                    op = {"+=": torch.Tensor.add_, "-=": torch.Tensor.sub_, "*=": torch.Tensor.mul_, "/=": torch.Tensor.div_}[e.op]
-                    if e.index is None or e.index == ():
-                        op(t, e.value)
-                    else:
-                        t[e.index] = op(t[e.index].clone(), e.value)
+                # basic indexing (ints and slices) gives a view, so the in-place op writes into the parameter
+                view = t[e.index] if e.index else t
+                getattr(view, _OPS[e.op])(e.value)
             except (IndexError, RuntimeError, TypeError) as exc:
                 raise UsageError.at(None, f"--set {e.text!r}: {exc}", f"'{e.path}' has shape {list(t.shape)}") from None
-            del view
 
 
 # --- save ---------------------------------------------------------------------------------------
@@ -195,14 +190,24 @@ def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, st
         try:
             obj = torch.load(path, map_location="cpu" if device.type == "meta" else device, weights_only=True)
         except pickle.UnpicklingError as exc:
-            raise SpecError.at(where, f"refused: the file holds Python objects beyond tensors ({_first_line(exc)})", "netinspect loads .pt files with weights_only=True and never unpickles code") from None
+            raise SpecError.at(
+                where,
+                f"refused: the file holds Python objects beyond tensors ({_first_line(exc)})",
+                "netinspect loads .pt files with weights_only=True and never unpickles code",
+            ) from None
         except Exception as exc:
-            raise SpecError.at(where, f"not a readable PyTorch weights file: {_first_line(exc)}", "the file may be truncated or corrupt") from None
+            raise SpecError.at(
+                where, f"not a readable PyTorch weights file: {_first_line(exc)}", "the file may be truncated or corrupt"
+            ) from None
         sd = _state_mapping(obj)
         if sd is None:
-            raise SpecError.at(where, f"the file holds a {type(obj).__name__}, not a state_dict", "save model.state_dict() (a mapping of names to tensors)")
+            raise SpecError.at(
+                where, f"the file holds a {type(obj).__name__}, not a state_dict", "save model.state_dict() (a mapping of names to tensors)"
+            )
         return sd, {}
-    raise SpecError.at(where, "not a weights file (neither safetensors nor a PyTorch .pt/.pth)", "use a .safetensors file or a torch.save(state_dict) file")
+    raise SpecError.at(
+        where, "not a weights file (neither safetensors nor a PyTorch .pt/.pth)", "use a .safetensors file or a torch.save(state_dict) file"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

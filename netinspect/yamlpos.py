@@ -109,7 +109,7 @@ def _scalar(event: Any, filename: str) -> YScalar:
     pos = _pos(filename, event.start_mark)
     tag = event.tag
     if tag is None or tag == "!":
-        tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+        tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
     if tag not in _SCALAR_TAGS:
         raise SpecError.at(pos, f"YAML tag '{tag.replace(_CORE, '!!')}' is not allowed", "model files are plain data; remove the tag")
     node = yaml.ScalarNode(tag, event.value)
@@ -208,7 +208,9 @@ def _compose(text: str, filename: str) -> YNode:
             is_map = isinstance(event, yaml.MappingStartEvent)
             expected = f"{_CORE}map" if is_map else f"{_CORE}seq"
             if event.tag not in (None, "!", expected):
-                raise SpecError.at(pos, f"YAML tag '{event.tag.replace(_CORE, '!!')}' is not allowed", "model files are plain data; remove the tag")
+                raise SpecError.at(
+                    pos, f"YAML tag '{event.tag.replace(_CORE, '!!')}' is not allowed", "model files are plain data; remove the tag"
+                )
             if stack and isinstance(stack[-1].node, YMap) and stack[-1].key is None:
                 raise SpecError.at(pos, "mapping keys must be plain scalars")
             if len(stack) >= MAX_DEPTH:
