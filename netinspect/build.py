@@ -21,8 +21,7 @@ from torch import nn
 from . import layers
 from .devices import check_fits
 from .errors import NetinspectError, Pos, Problem, Problems, SpecError, UsageError, did_you_mean
-from .schemes import SchemeError, SchemeStep, apply_steps
-from .schemes import _check_shape as _check_step
+from .schemes import SchemeError, SchemeStep, apply_steps, check_step
 from .spec import Decl, Leaf, ModelSpec, Ref, Rule, Seq, Tie, walk
 
 #: Models at least this large (elements) skip the default init that init rules overwrite.
@@ -320,7 +319,7 @@ def plan_rules(root: nn.Module, scoped: Sequence[ScopedRule], allowed: dict[str,
                     seen_param.add(id(p))
                     try:
                         for step in steps:
-                            _check_step(step, p, owner, pname)
+                            check_step(step, p, owner, pname)
                     except SchemeError as exc:
                         label = f"{full}.{pname}" if full else pname
                         problems.add(rule.pos, f"{exc.message} ('{label}', shape {list(p.shape)})", exc.hint)
@@ -430,8 +429,7 @@ def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, in
     for b in built.ties:
         setattr(b.owner, b.attr, b.original)
     roots = [root] + [m for m in asm.shared.values() if not any(m is x for x in root.modules())]
-    for r in roots:
-        r.to_empty(device=built.device)
+    allocate(roots, built.device)
     total_numel = sum(p.numel() for p in root.parameters())
     covered = _covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
     torch.manual_seed(built.seed)
@@ -451,6 +449,32 @@ def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, in
             if progress is not None:
                 progress("materialise", i + 1, len(order))
     _retie(built.ties)
+
+
+def allocate(roots: Sequence[nn.Module], device: torch.device) -> None:
+    """Give every parameter and buffer uninitialised storage on ``device`` (like ``to_empty``).
+
+    Plain ``torch.empty`` per tensor: ``to_empty``'s ``empty_like`` of a meta tensor goes
+    through torch's Python reference implementations, which cost a second to import.
+    A Parameter reachable through several modules stays one Parameter.
+    """
+    memo: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    for root in roots:
+        for m in root.modules():
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            for store, is_param in ((m._parameters, True), (m._buffers, False)):
+                for name, t in store.items():
+                    if t is None:
+                        continue
+                    new = memo.get(id(t))
+                    if new is None:
+                        data = torch.empty(t.shape, dtype=t.dtype, device=device)
+                        new = nn.Parameter(data, requires_grad=t.requires_grad) if is_param else data
+                        memo[id(t)] = new
+                    store[name] = new  # type: ignore[assignment]
 
 
 def _apply_plan(built: Built, progress: Callable[[str, int, int], None] | None) -> None:
