@@ -186,9 +186,12 @@ def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, st
         return out, {str(a): str(b) for a, b in aliases.items()}
     if kind == "torch":
         import pickle
+        import warnings
 
         try:
-            obj = torch.load(path, map_location="cpu" if device.type == "meta" else device, weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu" if device.type == "meta" else device, weights_only=True)
         except pickle.UnpicklingError as exc:
             raise SpecError.at(
                 where,
