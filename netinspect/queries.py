@@ -79,6 +79,7 @@ def tree(built: Built) -> TreeNode:
     mpaths = _module_paths(root)
     ppaths = param_paths(root)
     multi = {pid for pid, ps in ppaths.items() if len(ps) > 1}
+    tied = built.tied_ids
     totals: dict[int, tuple[int, frozenset[int] | None]] = {}
 
     def subtree_total(m: nn.Module) -> tuple[int, frozenset[int] | None]:
@@ -117,7 +118,7 @@ def tree(built: Built) -> TreeNode:
                 continue
             seen.add(id(p))
             own += p.numel()
-            if id(p) in multi:
+            if id(p) in tied:
                 own_shared += p.numel()
         c, s = subtree_total(m)
         total = c + (sum(numel_of.get(i, 0) for i in s) if s else 0)
