@@ -518,13 +518,14 @@ def validate(
                 except NetinspectError as exc:
                     problems.extend(exc.problems)
         except SpecError as exc:
-            problems.extend(exc.problems)
+            problems.extend(exc.problems + _class_problems(exc, allow))
         except UsageError as exc:
             if len(models) == 1:
                 raise
             problems.extend(exc.problems)
         if problems:
             failed = True
+            problems = _sorted(problems)
             report(problems, as_json)
         results.append({"file": model, "ok": not problems, "errors": [p.as_json() for p in problems]})
     if as_json:
@@ -537,6 +538,30 @@ def validate(
                 sys.stdout.write(f"{r['file']}: ok\n")
     if failed:
         raise typer.Exit(int(ExitCode.INVALID))
+
+
+def _class_problems(exc: SpecError, allow: list[str] | None) -> list[Problem]:
+    """After spec errors, the unknown classes and bad arguments of the calls that did parse."""
+    from .spec import PartialSpecError
+
+    if not isinstance(exc, PartialSpecError) or not exc.leaves:
+        return []
+    from .layers import check_args, parse_allow, resolve
+
+    allowed = parse_allow(allow or [])
+    out: list[Problem] = []
+    seen = {(p.message, str(p.pos)) for p in exc.problems}
+    for leaf in exc.leaves:
+        found = resolve(leaf.type_name, allowed, leaf.pos)
+        problem = found if isinstance(found, Problem) else check_args(found, leaf.args, dict(leaf.kwargs), leaf.pos)
+        if problem is not None and (problem.message, str(problem.pos)) not in seen:
+            seen.add((problem.message, str(problem.pos)))
+            out.append(problem)
+    return out
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.pos.file if p.pos else "", p.pos.line or 0 if p.pos else 0, p.pos.col or 0 if p.pos else 0))
 
 
 @app.command()
@@ -573,6 +598,28 @@ def configs(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     sys.stdout.write("".join(f"{n.ljust(width)}  {d}\n" for n, d in items))
 
 
+class _JsonUsage:
+    """With --json, turn the option parser's plain-text usage errors (exit 2) into JSON error lines."""
+
+    def __enter__(self) -> None:
+        import io
+
+        self.saved = sys.stderr
+        self.buffer = io.StringIO()
+        sys.stderr = self.buffer
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        sys.stderr = self.saved
+        text = self.buffer.getvalue()
+        code = getattr(exc, "code", None)
+        if code == 2 and text and not text.lstrip().startswith("{"):
+            lines = [x.strip(" │╭╰─") for x in text.splitlines()]
+            message = next((x.split("Error:", 1)[1].strip() for x in lines if "Error:" in x), "") or " ".join(x for x in lines if x)
+            sys.stderr.write(json.dumps({"error": Problem(message, None, "see --help").as_json()}) + "\n")
+        else:
+            sys.stderr.write(text)
+
+
 def main() -> None:
     """Console-script entry: run the app, then leave without the interpreter's teardown."""
     import gc
@@ -580,8 +627,13 @@ def main() -> None:
     gc.disable()
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     code: int = 0
+    captured = _JsonUsage() if "--json" in sys.argv[1:] else None
     try:
-        app()
+        if captured is not None:
+            with captured:
+                app()
+        else:
+            app()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from . import yamlpos
-from .errors import Pos, Problems, SpecError, did_you_mean
+from .errors import Pos, Problem, Problems, SpecError, did_you_mean
 from .expr import CallExpr, ExprError, parse_call, parse_expr
 from .schemes import SchemeError, SchemeStep, compile_scheme
 from .yamlpos import YMap, YNode, YScalar, YSeq
@@ -62,6 +62,14 @@ BLOCK_KEYS = ("params", "required", "body", "doc")
 RULE_KEYS = ("target", "types", "doc")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EXPR = re.compile(r"\$\{(.*)\}\Z", re.S)
+
+
+class PartialSpecError(SpecError):
+    """A file's problems, plus the module calls that did parse (so ``validate`` can check their classes too)."""
+
+    def __init__(self, problems: list[Problem], leaves: list[Leaf]) -> None:
+        super().__init__(problems)
+        self.leaves = leaves
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +173,7 @@ class _Ctx:
     memo: dict[tuple[Any, ...], Decl] = field(default_factory=dict)
     cyclic: set[str] = field(default_factory=set)
     depth_reported: bool = False
+    leaves: list[Leaf] = field(default_factory=list)
 
 
 def read_model_text(path: str) -> tuple[str, str]:
@@ -214,13 +223,18 @@ def parse_model(text: str, filename: str) -> ModelSpec:
         if not isinstance(node, YMap):
             ctx.problems.add(node.pos, "'shared:' must map names to modules", "shared: {tied: Linear(8, 8)}")
         else:
+            split = _map_split(ctx, node)
             for key in node.entries:
+                if key in split:
+                    continue
                 if not _IDENT.match(key):
                     ctx.problems.add(node.key_pos[key], f"shared name '{key}' is not an identifier")
                 elif key in ctx.blocks:
                     ctx.problems.add(node.key_pos[key], f"'{key}' is both a block and a shared module")
                 ctx.shared_names[key] = node.key_pos[key]
             for key, value in node.entries.items():
+                if key in split:
+                    continue
                 decl = _node(ctx, value, {}, (), 1)
                 if decl is not None:
                     shared.append((key, decl))
@@ -238,7 +252,8 @@ def parse_model(text: str, filename: str) -> ModelSpec:
             ctx.problems.add(
                 e["model"].pos, f"the model has {count:,} modules, more than the limit of {MAX_MODULES:,}", "reduce repeat counts"
             )
-    ctx.problems.raise_if_any()
+    if ctx.problems:
+        raise PartialSpecError(ctx.problems.items, ctx.leaves)
     assert model is not None
     return ModelSpec(filename, name, doc, inputs, dtype, seed, tuple(shared), model, rules, ties, count, dtype_pos)
 
@@ -746,6 +761,37 @@ def _split_call(items: list[YNode], i: int) -> tuple[str, int] | None:
     return ", ".join(parts), j
 
 
+def _map_split(ctx: _Ctx, node: YMap) -> set[str]:
+    """Keys of a flow mapping that YAML split out of a call (``{a: Linear(4, 8)}`` → ``a: Linear(4``, ``8)``).
+
+    Reports one error per split call and returns the keys to skip."""
+    skip: set[str] = set()
+    keys = list(node.entries)
+    i = 0
+    while i < len(keys):
+        value = node.entries[keys[i]]
+        if isinstance(value, YScalar) and isinstance(value.value, str) and not value.quoted:
+            depth = value.value.count("(") - value.value.count(")")
+            if depth > 0 and i + 1 < len(keys):
+                parts = [value.value]
+                j = i
+                while depth > 0 and j + 1 < len(keys):
+                    j += 1
+                    parts.append(keys[j])
+                    skip.add(keys[j])
+                    depth += keys[j].count("(") - keys[j].count(")")
+                joined = ", ".join(parts)
+                ctx.problems.add(
+                    value.pos,
+                    f"YAML split the call {joined!r} at its commas",
+                    f'quote call strings with commas inside {{...}}: {keys[i]}: "{joined}", or use block style',
+                )
+                skip.add(keys[i])
+                i = j
+        i += 1
+    return skip
+
+
 def _list_node(ctx: _Ctx, node: YSeq, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Seq | None:
     children: list[tuple[str, Decl]] = []
     child_pos: list[Pos] = []
@@ -828,8 +874,11 @@ def _check_child_name(ctx: _Ctx, name: str, pos: Pos | None) -> bool:
 def _named_node(ctx: _Ctx, node: YMap, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Seq | None:
     children: list[tuple[str, Decl]] = []
     child_pos: list[Pos] = []
-    ok = True
+    split = _map_split(ctx, node)
+    ok = not split
     for key, value in node.entries.items():
+        if key in split:
+            continue
         kpos = node.key_pos[key]
         if not _check_child_name(ctx, key, kpos):
             ok = False
@@ -903,7 +952,9 @@ def _resolve_call(
             pos, f"'{short}' is a container and is not written as a call", "write a list, or sequential: [...] / sequential: {name: NODE}"
         )
         return None
-    return Leaf(name, args, tuple(kwargs.items()), pos)
+    leaf = Leaf(name, args, tuple(kwargs.items()), pos)
+    ctx.leaves.append(leaf)
+    return leaf
 
 
 def _block_instance(
