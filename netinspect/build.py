@@ -372,44 +372,38 @@ def build(
     seed_value = seed if seed is not None else (spec.seed if spec.seed is not None else 0)
     classes = resolve_classes(spec, allowed)
 
-    def assemble(on: torch.device, quiet_init: bool) -> tuple[nn.Module, _Assembler]:
+    def assemble(on: torch.device, quiet_init: bool) -> tuple[_Assembler, Built]:
+        """Construct (as ``torch.set_default_dtype(dtype)`` would), tie, freeze and plan the rules."""
         problems = Problems()
         asm = _Assembler(spec, classes, problems)
         ctx = no_init() if quiet_init else contextlib.nullcontext()
-        with torch.device(on), ctx:
-            root = asm.run()
+        saved = torch.get_default_dtype()
+        torch.set_default_dtype(tdtype)
+        try:
+            with torch.device(on), ctx:
+                root = asm.run()
+        finally:
+            torch.set_default_dtype(saved)
         problems.raise_if_any()
         assert root is not None
-        return root, asm
-
-    root, asm = assemble(torch.device("meta"), True)
-    if tdtype != torch.float32:
-        for m in [root, *asm.shared.values()]:
-            m.to(tdtype)
-    ties = _bind_ties(spec, root)
-    for m in asm.frozen:
-        m.requires_grad_(False)
-    scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
-    scoped += [ScopedRule(r, root, "", cli=True) for r in extra_rules]
-    plan = plan_rules(root, scoped, allowed)
-    needed = unique_bytes(root)
-    built = Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, needed)
-    if device.type == "meta":
-        return built
-    check_fits(needed, device)
-    if not _replayable(asm.created):
-        torch.manual_seed(seed_value)
-        root, asm = assemble(device, False)
-        if tdtype != torch.float32:
-            root.to(tdtype)
         ties = _bind_ties(spec, root)
         for m in asm.frozen:
             m.requires_grad_(False)
         scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
         scoped += [ScopedRule(r, root, "", cli=True) for r in extra_rules]
-        built = Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan_rules(root, scoped, allowed), {}, needed)
-    else:
+        plan = plan_rules(root, scoped, allowed)
+        return asm, Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, unique_bytes(root))
+
+    asm, built = assemble(torch.device("meta"), True)
+    if device.type == "meta":
+        return built
+    check_fits(built.bytes_needed, device)
+    if _replayable(asm.created):
         _materialise(built, asm, progress)
+    else:
+        # classes outside torch.nn may draw random numbers anywhere in __init__: construct for real
+        torch.manual_seed(seed_value)
+        asm, built = assemble(device, False)
     _apply_plan(built, progress)
     return built
 
