@@ -54,7 +54,7 @@ class TreeNode:
     params_total: int
     children: list[TreeNode] = field(default_factory=list)
     shared_paths: list[str] = field(default_factory=list)  # other paths of the same module object
-    shared_params: int = 0  # own parameters that also live at another path (ties)
+    tied: list[str] = field(default_factory=list)  # "weight = embed.weight" for own parameters tied by tie:
     frozen: bool = False
     signature: tuple[Any, ...] = ()
 
@@ -111,21 +111,22 @@ def tree(built: Built) -> TreeNode:
 
     def make(name: str, path: str, m: nn.Module) -> TreeNode:
         own = 0
-        own_shared = 0
+        tied_text: list[str] = []
         seen: set[int] = set()
-        for p in m._parameters.values():
+        for pname, p in m._parameters.items():
             if p is None or id(p) in seen:
                 continue
             seen.add(id(p))
             own += p.numel()
             if id(p) in tied:
-                own_shared += p.numel()
+                mine = f"{path}.{pname}" if path else pname
+                tied_text.append(" = ".join([pname] + [q for q in ppaths[id(p)] if q != mine]))
         c, s = subtree_total(m)
         total = c + (sum(numel_of.get(i, 0) for i in s) if s else 0)
         others = [p for p in mpaths.get(id(m), []) if p != path]
         params = [p for p in m._parameters.values() if p is not None]
         frozen = bool(params) and not any(p.requires_grad for p in params)
-        return TreeNode(name, path, type(m).__name__, m.extra_repr(), own, total, [], others, own_shared, frozen)
+        return TreeNode(name, path, type(m).__name__, m.extra_repr(), own, total, [], others, tied_text, frozen)
 
     def build_node(name: str, path: str, m: nn.Module) -> TreeNode:
         node = make(name, path, m)

@@ -97,6 +97,7 @@ def tree_json(node: Any) -> dict[str, Any]:
         "params_own": node.params_own,
         "params_total": node.params_total,
         "shared_with": node.shared_paths,
+        "tied": node.tied,
         "frozen": node.frozen,
         "children": [tree_json(c) for c in node.children],
     }
@@ -116,8 +117,7 @@ def _label(node: Any) -> str:
     marks = []
     if node.shared_paths:
         marks.append("shared: also at " + ", ".join(node.shared_paths[:3]) + (" …" if len(node.shared_paths) > 3 else ""))
-    if node.shared_params:
-        marks.append("tied parameter")
+    marks.extend(f"tied: {t}" for t in node.tied)
     if node.frozen:
         marks.append("frozen")
     tail = "  · " + counts if counts else ""
