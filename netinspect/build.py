@@ -188,6 +188,8 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
     reported: set[tuple[str, str]] = set()
     for root in decls:
         for d in walk(root):
+            if len(problems.items) >= Problems.CAP:
+                break
             if not isinstance(d, Leaf) or id(d) in seen:
                 continue
             seen.add(id(d))

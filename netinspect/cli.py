@@ -134,12 +134,22 @@ def model_path(model: str | None) -> str:
     )
 
 
-def load_spec(model: str | None) -> ModelSpec:
-    from .spec import parse_model, read_model_text
+def load_spec(model: str | None, allow: list[str] | None = None, as_json: bool = False) -> ModelSpec:
+    """Parse a model file without torch. On errors, report them at once; then, if some module calls
+    did parse, import torch to report their unknown classes and bad arguments too (all in one run)."""
+    from .spec import PartialSpecError, parse_model, read_model_text
 
     path = model_path(model)
     text, shown = read_model_text(path)
-    return parse_model(text, shown)
+    try:
+        return parse_model(text, shown)
+    except PartialSpecError as exc:
+        if not exc.leaves:
+            raise
+        report(exc.problems, as_json)
+        sys.stderr.flush()
+        report(_class_problems(exc, allow), as_json)
+        raise SpecError([]) from None  # every problem is reported
 
 
 def make(
@@ -152,9 +162,10 @@ def make(
     partial: bool = False,
     extra_rules: tuple[Rule, ...] = (),
     spec: ModelSpec | None = None,
+    as_json: bool = False,
 ) -> Built:
     """Parse (torch-free), then import torch and build; the one path every model command takes."""
-    spec = spec or load_spec(model)
+    spec = spec or load_spec(model, allow, as_json)
     dt = _dtype(dtype)
     from .build import build
     from .devices import parse_device
@@ -255,7 +266,7 @@ def tree(
     debug: DebugOpt = False,
 ) -> None:
     """The module tree: child name, class, constructor arguments, own and subtree parameter counts, sharing."""
-    built = make(model, device, dtype, seed, allow, weights, partial)
+    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
     if repr_:
         sys.stdout.write(str(built.module) + "\n")
         return
@@ -283,7 +294,7 @@ def params(
     debug: DebugOpt = False,
 ) -> None:
     """Every parameter path: shape, dtype, device, requires_grad, numel, grad, shared-with; totals."""
-    built = make(model, device, dtype, seed, allow, weights, partial)
+    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
     from . import queries, render
 
     target = queries.submodule(built.module, module) if module else built.module
@@ -313,7 +324,7 @@ def state_dict(
     """One row per state_dict() entry (parameters and persistent buffers); --key/--values print values."""
     if device.strip().lower() == "meta" and (key is not None or show_values):
         raise UsageError.at(None, "--key/--values need values, and the meta device has none", "use --device cpu (or cuda)")
-    built = make(model, device, dtype, seed, allow, weights, partial)
+    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
     from . import queries, render
 
     target = queries.submodule(built.module, module) if module else built.module
@@ -378,7 +389,7 @@ def init(
     if save is not None and save.suffix not in (".pt", ".pth", ".safetensors"):
         raise UsageError.at(None, f"--save {str(save)!r}: unknown format", "use a .safetensors or .pt file name")
     extra = _cli_rules(scheme, target, param, bias, types or [])
-    spec = load_spec(model)
+    spec = load_spec(model, allow, as_json)
     if rules is not None:
         from .spec import parse_rules_file, read_model_text
 
@@ -436,7 +447,7 @@ def shared(
     debug: DebugOpt = False,
 ) -> None:
     """Each group of parameter paths that are one Parameter, and why (module reuse or tie)."""
-    built = make(model, device, dtype, seed, allow, weights, partial)
+    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
     from . import queries, render
 
     groups, unique, by_path = queries.shared(built)
@@ -464,7 +475,7 @@ def forward(
     debug: DebugOpt = False,
 ) -> None:
     """Run the model on a seeded torch.rand input; print the output and each module's output shape."""
-    spec = load_spec(model)
+    spec = load_spec(model, allow, as_json)
     inputs = _inputs(input_, spec)
     built = make(model, device, dtype, seed, allow, weights, partial, spec=spec)
     from . import queries, render
@@ -508,8 +519,9 @@ def validate(
     failed = False
     for model in models:
         problems: list[Problem] = []
+        bad = False
         try:
-            built = make(model, "meta", None, None, allow)
+            built = make(model, "meta", None, None, allow, as_json=as_json)
             if built.spec.inputs:
                 from . import queries
 
@@ -518,16 +530,16 @@ def validate(
                 except NetinspectError as exc:
                     problems.extend(exc.problems)
         except SpecError as exc:
-            problems.extend(exc.problems + _class_problems(exc, allow))
+            bad = True
+            problems.extend(exc.problems)
         except UsageError as exc:
             if len(models) == 1:
                 raise
             problems.extend(exc.problems)
-        if problems:
+        if problems or bad:
             failed = True
-            problems = _sorted(problems)
-            report(problems, as_json)
-        results.append({"file": model, "ok": not problems, "errors": [p.as_json() for p in problems]})
+            report(_sorted(problems), as_json)
+        results.append({"file": model, "ok": not (problems or bad), "errors": [p.as_json() for p in problems]})
     if as_json:
         sys.stdout.write(json.dumps({"files": results}) + "\n")
     elif len(models) == 1 and not failed:
@@ -552,6 +564,8 @@ def _class_problems(exc: SpecError, allow: list[str] | None) -> list[Problem]:
     out: list[Problem] = []
     seen = {(p.message, str(p.pos)) for p in exc.problems}
     for leaf in exc.leaves:
+        if len(out) + len(exc.problems) >= 50:
+            break
         found = resolve(leaf.type_name, allowed, leaf.pos)
         problem = found if isinstance(found, Problem) else check_args(found, leaf.args, dict(leaf.kwargs), leaf.pos)
         if problem is not None and (problem.message, str(problem.pos)) not in seen:

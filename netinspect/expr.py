@@ -12,6 +12,7 @@ import ast
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 MAX_INT = 2**63
@@ -116,16 +117,19 @@ def _parse(source: str) -> ast.expr:
     return tree.body
 
 
+_REFUSED_TYPES = tuple(_REFUSED)
+
+
 def _check(node: ast.expr) -> None:
     """Refuse everything outside the language, before anything is evaluated."""
     for sub in ast.walk(node):
-        for kind, what in _REFUSED.items():
-            if isinstance(sub, kind):
-                raise ExprError(
-                    f"{what} is not allowed in expressions",
-                    getattr(sub, "col_offset", 0),
-                    "expressions allow literals, names of vars and block params, + - * / // % ** and unary minus",
-                )
+        if isinstance(sub, _REFUSED_TYPES):
+            what = next(w for k, w in _REFUSED.items() if isinstance(sub, k))
+            raise ExprError(
+                f"{what} is not allowed in expressions",
+                getattr(sub, "col_offset", 0),
+                "expressions allow literals, names of vars and block params, + - * / // % ** and unary minus",
+            )
         if isinstance(sub, ast.Constant) and not isinstance(sub.value, (int, float, str, bool, type(None))):
             raise ExprError(f"literal {sub.value!r} is not allowed", sub.col_offset)
         if isinstance(sub, ast.BinOp) and type(sub.op) not in _BINOPS:
@@ -163,9 +167,8 @@ def _call_from_node(node: ast.expr, source: str) -> CallExpr:
             if kw.arg is None:
                 raise ExprError("'**' arguments are not allowed", kw.value.col_offset)
             _check(kw.value)
-        seg = ast.get_source_segment
-        args = tuple(Expr(seg(source, a) or "", a) for a in node.args)
-        kwargs = tuple((kw.arg, Expr(seg(source, kw.value) or "", kw.value)) for kw in node.keywords if kw.arg)
+        args = tuple(Expr(_segment(source, a), a) for a in node.args)
+        kwargs = tuple((kw.arg, Expr(_segment(source, kw.value), kw.value)) for kw in node.keywords if kw.arg)
         return CallExpr(name, args, kwargs, source.strip(), node.func.col_offset)
     name = _dotted(node)
     if name is None:
@@ -177,6 +180,13 @@ def _call_from_node(node: ast.expr, source: str) -> CallExpr:
     return CallExpr(name, (), (), source.strip(), node.col_offset)
 
 
+def _segment(source: str, node: ast.expr) -> str:
+    if node.lineno == node.end_lineno == 1 and node.end_col_offset is not None:
+        return source[node.col_offset : node.end_col_offset]
+    return ast.get_source_segment(source, node) or ""
+
+
+@lru_cache(maxsize=4096)
 def parse_call(source: str) -> CallExpr:
     """Parse ``Name``, ``Name(...)`` or ``a.b.Name(...)``; arguments are checked expressions."""
     stripped = source.strip()

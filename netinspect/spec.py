@@ -60,6 +60,7 @@ COMMON_KEYS = ("name", "repeat", "init", "frozen", "doc")
 EXTRA_KEYS = {"type": ("args", "kwargs"), "sequential": (), "use": ("with",), "ref": ()}
 BLOCK_KEYS = ("params", "required", "body", "doc")
 RULE_KEYS = ("target", "types", "doc")
+_ROOT: Mapping[str, Any] = {}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EXPR = re.compile(r"\$\{(.*)\}\Z", re.S)
 
@@ -154,6 +155,9 @@ class ModelSpec:
     dtype_pos: Pos | None = None
 
 
+_Result = tuple[Any, int, Union[str, None], Union[Pos, None]]
+
+
 @dataclass(slots=True)
 class _Block:
     name: str
@@ -173,6 +177,9 @@ class _Ctx:
     memo: dict[tuple[Any, ...], Decl] = field(default_factory=dict)
     cyclic: set[str] = field(default_factory=set)
     depth_reported: bool = False
+    # (id(yaml node), id(scope), as list item) -> (result, node, scope); node and scope are kept alive
+    node_memo: dict[tuple[int, int, bool], tuple[_Result, YNode, Mapping[str, Any]]] = field(default_factory=dict)
+    heights: dict[int, int] = field(default_factory=dict)
     leaves: list[Leaf] = field(default_factory=list)
 
 
@@ -196,13 +203,18 @@ def parse_model(text: str, filename: str) -> ModelSpec:
         raise SpecError.at(root.pos, f"the top level must be a mapping, not a {root.kind}", "start the file with 'netinspect: 1'")
     _check_keys(ctx, root, TOP_KEYS, "top-level key")
     e = root.entries
-    if "netinspect" not in e:
+    typos = {k for k in e if k not in TOP_KEYS}
+
+    def typo_of(required: str) -> bool:
+        return any(did_you_mean(k, [required]) for k in typos)
+
+    if "netinspect" not in e and not typo_of("netinspect"):
         ctx.problems.add(Pos(filename, 1, 1), "missing 'netinspect:' (the schema version)", "add 'netinspect: 1' as the first line")
     else:
         v = e["netinspect"]
         if not (isinstance(v, YScalar) and v.value == SCHEMA_VERSION and not isinstance(v.value, bool)):
             ctx.problems.add(v.pos, f"unsupported schema version {yamlpos.plain(v)!r}", "this netinspect reads 'netinspect: 1'")
-    if "model" not in e:
+    if "model" not in e and not typo_of("model"):
         ctx.problems.add(root.pos, "missing 'model:' (the root module)", "add e.g. model: [Linear(4, 8), ReLU]")
     name = _opt_str(ctx, e.get("name")) or Path(filename).stem
     doc = _opt_str(ctx, e.get("doc"))
@@ -223,7 +235,8 @@ def parse_model(text: str, filename: str) -> ModelSpec:
         if not isinstance(node, YMap):
             ctx.problems.add(node.pos, "'shared:' must map names to modules", "shared: {tied: Linear(8, 8)}")
         else:
-            split = _map_split(ctx, node)
+            split, heads = _map_split(ctx, node)
+            ctx.shared_names.update({h: node.key_pos[h] for h in heads})
             for key in node.entries:
                 if key in split:
                     continue
@@ -235,13 +248,13 @@ def parse_model(text: str, filename: str) -> ModelSpec:
             for key, value in node.entries.items():
                 if key in split:
                     continue
-                decl = _node(ctx, value, {}, (), 1)
+                decl = _node(ctx, value, _ROOT, (), 1)
                 if decl is not None:
                     shared.append((key, decl))
             _check_shared_cycles(ctx, dict(shared))
     model: Decl | None = None
     if "model" in e:
-        model = _node(ctx, e["model"], {}, (), 1)
+        model = _node(ctx, e["model"], _ROOT, (), 1)
     rules = _parse_rules(ctx, e["init"], "") if "init" in e else ()
     ties = _parse_ties(ctx, e["tie"]) if "tie" in e else ()
     count = 0
@@ -515,64 +528,77 @@ def _check_block_cycles(ctx: _Ctx) -> None:
     graph = {
         name: [(u, p) for u, p in _names_in(b.body) if u in ctx.blocks] if b.body is not None else [] for name, b in ctx.blocks.items()
     }
+    _find_cycles(ctx, graph, "block '{0}' uses itself: {1}", "a block cannot contain itself, directly or through others")
+
+
+def _find_cycles(ctx: _Ctx, graph: Mapping[str, list[tuple[str, Pos]]], message: str, hint: str) -> None:
+    """Depth-first search without recursion (a file may chain thousands of blocks); marks ``ctx.cyclic``."""
     state: dict[str, int] = {}
-
-    def visit(name: str, path: list[str]) -> None:
-        state[name] = 1
-        for used, pos in graph[name]:
+    for start in graph:
+        if start in state:
+            continue
+        path = [start]
+        state[start] = 1
+        iters = [iter(graph[start])]
+        while iters:
+            step = next(iters[-1], None)
+            if step is None:
+                state[path.pop()] = 2
+                iters.pop()
+                continue
+            used, pos = step
             if state.get(used) == 1:
-                cycle = path[path.index(used) :] + [used] if used in path else [name, used]
+                cycle = path[path.index(used) :] + [used]
                 if used not in ctx.cyclic:
-                    ctx.problems.add(
-                        pos,
-                        f"block '{used}' uses itself: {' -> '.join(cycle)}",
-                        "a block cannot contain itself, directly or through others",
-                    )
+                    ctx.problems.add(pos, message.format(used, " -> ".join(cycle)), hint)
                 ctx.cyclic.update(cycle)
-            elif state.get(used) is None:
-                visit(used, path + [used])
-        state[name] = 2
-
-    for name in graph:
-        if name not in state:
-            visit(name, [name])
+            elif used not in state:
+                state[used] = 1
+                path.append(used)
+                iters.append(iter(graph[used]))
 
 
 def _check_shared_cycles(ctx: _Ctx, shared: dict[str, Decl]) -> None:
-    def refs(d: Decl) -> Iterator[Ref]:
-        for x in walk(d):
-            if isinstance(x, Ref):
-                yield x
-
-    state: dict[str, int] = {}
-
-    def visit(name: str) -> None:
-        state[name] = 1
-        for r in refs(shared[name]):
-            if r.shared not in shared:
-                continue
-            if state.get(r.shared) == 1:
-                ctx.problems.add(
-                    r.pos, f"shared module '{r.shared}' contains itself", "a shared module cannot ref itself, directly or through others"
-                )
-            elif state.get(r.shared) is None:
-                visit(r.shared)
-        state[name] = 2
-
-    for name in shared:
-        if name not in state:
-            visit(name)
+    graph = {name: [(x.shared, x.pos) for x in walk(d) if isinstance(x, Ref) and x.shared in shared] for name, d in shared.items()}
+    _find_cycles(ctx, graph, "shared module '{0}' contains itself: {1}", "a shared module cannot ref itself, directly or through others")
 
 
 # --- nodes -----------------------------------------------------------------------------------
 
 
+def _too_deep(ctx: _Ctx, node: YNode) -> None:
+    if not ctx.depth_reported:
+        ctx.depth_reported = True
+        ctx.problems.add(node.pos, f"modules nested deeper than {MAX_DEPTH} levels", "flatten the structure or use repeat")
+
+
 def _node(ctx: _Ctx, node: YNode, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Decl | None:
-    """One NODE → Decl (None after a reported problem)."""
+    """One NODE → Decl (None after a reported problem).
+
+    A YAML node reached again (an alias) in the same scope gives the same Decl without a second
+    expansion, so that aliases cannot multiply the work."""
+    key = (id(node), id(local), False)
+    hit = ctx.node_memo.get(key)
+    if hit is not None:
+        decl: Decl | None = hit[0][0]
+        if decl is not None and depth + _height(decl, ctx.heights) - 1 > MAX_DEPTH:
+            _too_deep(ctx, node)
+            return None
+        return decl
+    decl = _node_fresh(ctx, node, local, stack, depth)
+    ctx.node_memo[key] = ((decl, 1, None, None), node, local)
+    return decl
+
+
+def _height(decl: Decl, memo: dict[int, int]) -> int:
+    if id(decl) not in memo:
+        memo[id(decl)] = 1 + max((_height(c, memo) for _, c in decl.children), default=0) if isinstance(decl, Seq) else 1
+    return memo[id(decl)]
+
+
+def _node_fresh(ctx: _Ctx, node: YNode, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Decl | None:
     if depth > MAX_DEPTH:
-        if not ctx.depth_reported:
-            ctx.depth_reported = True
-            ctx.problems.add(node.pos, f"modules nested deeper than {MAX_DEPTH} levels", "flatten the structure or use repeat")
+        _too_deep(ctx, node)
         return None
     if isinstance(node, YScalar):
         return _call_node(ctx, node, local, stack, depth)
@@ -761,11 +787,12 @@ def _split_call(items: list[YNode], i: int) -> tuple[str, int] | None:
     return ", ".join(parts), j
 
 
-def _map_split(ctx: _Ctx, node: YMap) -> set[str]:
+def _map_split(ctx: _Ctx, node: YMap) -> tuple[set[str], set[str]]:
     """Keys of a flow mapping that YAML split out of a call (``{a: Linear(4, 8)}`` → ``a: Linear(4``, ``8)``).
 
-    Reports one error per split call and returns the keys to skip."""
+    Reports one error per split call and returns (the keys to skip, the keys whose value was split)."""
     skip: set[str] = set()
+    heads: set[str] = set()
     keys = list(node.entries)
     i = 0
     while i < len(keys):
@@ -787,9 +814,10 @@ def _map_split(ctx: _Ctx, node: YMap) -> set[str]:
                     f'quote call strings with commas inside {{...}}: {keys[i]}: "{joined}", or use block style',
                 )
                 skip.add(keys[i])
+                heads.add(keys[i])
                 i = j
         i += 1
-    return skip
+    return skip, heads
 
 
 def _list_node(ctx: _Ctx, node: YSeq, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Seq | None:
@@ -814,7 +842,17 @@ def _list_node(ctx: _Ctx, node: YSeq, local: Mapping[str, Any], stack: tuple[str
             continue
         i += 1
         if isinstance(item, YMap):
-            decl, repeat, template, name_pos = _map_node(ctx, item, local, stack, depth + 1, allow_repeat=True)
+            key = (id(item), id(local), True)
+            hit = ctx.node_memo.get(key)
+            if hit is None:
+                result = _map_node(ctx, item, local, stack, depth + 1, allow_repeat=True)
+                ctx.node_memo[key] = (result, item, local)
+            else:
+                result = hit[0]
+                if result[0] is not None and depth + _height(result[0], ctx.heights) > MAX_DEPTH:
+                    _too_deep(ctx, item)
+                    result = (None, 1, None, None)
+            decl, repeat, template, name_pos = result
         else:
             decl, repeat, template, name_pos = _node(ctx, item, local, stack, depth + 1), 1, None, None
         if decl is None:
@@ -874,7 +912,7 @@ def _check_child_name(ctx: _Ctx, name: str, pos: Pos | None) -> bool:
 def _named_node(ctx: _Ctx, node: YMap, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Seq | None:
     children: list[tuple[str, Decl]] = []
     child_pos: list[Pos] = []
-    split = _map_split(ctx, node)
+    split, _ = _map_split(ctx, node)
     ok = not split
     for key, value in node.entries.items():
         if key in split:
@@ -914,6 +952,11 @@ def _call_node(ctx: _Ctx, node: YScalar, local: Mapping[str, Any], stack: tuple[
         call = parse_call(text)
     except ExprError as exc:
         hint = exc.hint
+        head = text.split("(", 1)[0].strip().removeprefix("torch.").removeprefix("nn.")
+        if head in CONTAINERS:
+            hint = "write a list, or sequential: [...] / sequential: {name: NODE}"
+            ctx.problems.add(node.pos, f"'{head}' is a container and is not written as a call", hint)
+            return None
         if text.count("(") != text.count(")"):
             hint = "YAML splits flow lists at commas: quote call strings with commas inside [...]"
         ctx.problems.add(_expr_pos(node, exc.offset), exc.message, hint)

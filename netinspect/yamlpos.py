@@ -137,6 +137,17 @@ def load(text: str, filename: str) -> YNode:
         if "\t" in line[: (mark.column + 1 if mark is not None else 0)] or "'\\t'" in message:
             hint = "YAML does not allow tabs for indentation; use spaces"
         raise SpecError.at(pos, f"YAML syntax: {message}", hint) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        at_line = before.count("\n") + 1
+        at_col = len(before) - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character) if exc.character else 0
+        what = f"the control character U+{char:04X}"
+        raise SpecError.at(
+            Pos(filename, at_line, at_col),
+            f"{what} is not allowed in YAML",
+            "remove it, or write it as an escape in a double-quoted string",
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError.at(Pos(filename, 1, 1), f"YAML syntax: {exc}") from None
     except RecursionError:
