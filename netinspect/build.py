@@ -365,8 +365,14 @@ def build(
     allowed: dict[str, type[nn.Module]] | None = None,
     extra_rules: Sequence[Rule] = (),
     progress: Callable[[str, int, int], None] | None = None,
+    need: str = "values",
 ) -> Built:
-    """Build ``spec`` on the meta device, check it, then materialise on ``device`` (default cpu)."""
+    """Build ``spec`` on the meta device, check it, then materialise on ``device`` (default cpu).
+
+    ``need`` says how far to go once the device is known to hold the model: ``"values"`` (allocate,
+    default init, rules), ``"storage"`` (allocate only: for commands that never read values), or
+    ``"structure"`` (keep the meta tensors: for commands that show only the module structure).
+    """
     allowed = allowed or {}
     device = device or torch.device("cpu")
     dtype_name = dtype or spec.dtype or "float32"
@@ -400,6 +406,11 @@ def build(
     if device.type == "meta":
         return built
     check_fits(built.bytes_needed, device)
+    if need == "structure":
+        return built
+    if need == "storage":
+        _materialise(built, asm, progress, init=False)
+        return built
     if _replayable(asm.created):
         _materialise(built, asm, progress)
     else:
@@ -420,12 +431,15 @@ def _covered(plan: Sequence[Planned]) -> set[tuple[int, str]]:
     return {k for k, v in first.items() if v}
 
 
-def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, int], None] | None) -> None:
+def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, int], None] | None, init: bool = True) -> None:
     root = built.module
     for b in built.ties:
         setattr(b.owner, b.attr, b.original)
     roots = [root] + [m for m in asm.shared.values() if not any(m is x for x in root.modules())]
     allocate(roots, built.device)
+    if not init:
+        _retie(built.ties)
+        return
     total_numel = sum(p.numel() for p in root.parameters())
     covered = _covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
     torch.manual_seed(built.seed)

@@ -163,6 +163,7 @@ def make(
     extra_rules: tuple[Rule, ...] = (),
     spec: ModelSpec | None = None,
     as_json: bool = False,
+    need: str = "values",
 ) -> Built:
     """Parse (torch-free), then import torch and build; the one path every model command takes."""
     spec = spec or load_spec(model, allow, as_json)
@@ -174,7 +175,9 @@ def make(
     dev = parse_device(device)
     allowed = parse_allow(allow or [])
     with _progress() as progress:
-        built = build(spec, device=dev, dtype=dt, seed=seed, allowed=allowed, extra_rules=extra_rules, progress=progress)
+        if weights is not None and need == "structure":
+            need = "storage"
+        built = build(spec, device=dev, dtype=dt, seed=seed, allowed=allowed, extra_rules=extra_rules, progress=progress, need=need)
         if weights is not None:
             from .weights import load_weights
 
@@ -266,7 +269,7 @@ def tree(
     debug: DebugOpt = False,
 ) -> None:
     """The module tree: child name, class, constructor arguments, own and subtree parameter counts, sharing."""
-    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
+    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="structure")
     if repr_:
         sys.stdout.write(str(built.module) + "\n")
         return
@@ -294,7 +297,7 @@ def params(
     debug: DebugOpt = False,
 ) -> None:
     """Every parameter path: shape, dtype, device, requires_grad, numel, grad, shared-with; totals."""
-    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
+    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="storage")
     from . import queries, render
 
     target = queries.submodule(built.module, module) if module else built.module
@@ -324,7 +327,9 @@ def state_dict(
     """One row per state_dict() entry (parameters and persistent buffers); --key/--values print values."""
     if device.strip().lower() == "meta" and (key is not None or show_values):
         raise UsageError.at(None, "--key/--values need values, and the meta device has none", "use --device cpu (or cuda)")
-    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
+    built = make(
+        model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="values" if key is not None or show_values else "storage"
+    )
     from . import queries, render
 
     target = queries.submodule(built.module, module) if module else built.module
@@ -447,7 +452,7 @@ def shared(
     debug: DebugOpt = False,
 ) -> None:
     """Each group of parameter paths that are one Parameter, and why (module reuse or tie)."""
-    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json)
+    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="structure")
     from . import queries, render
 
     groups, unique, by_path = queries.shared(built)
@@ -526,7 +531,7 @@ def validate(
                 from . import queries
 
                 try:
-                    queries.forward(built, list(built.spec.inputs))
+                    queries.check_forward(built)
                 except NetinspectError as exc:
                     problems.extend(exc.problems)
         except SpecError as exc:

@@ -358,6 +358,27 @@ def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
     return ForwardResult([shape_of(t) for t in inputs], _shape_tree(out), out, records)
 
 
+#: Below this size ``validate`` checks the forward pass on CPU with uninitialised storage: a first
+#: forward through meta tensors imports torch._dynamo (seconds), an empty CPU copy costs nothing.
+CPU_CHECK_BYTES = 64 << 20
+
+
+def check_forward(built: Built) -> None:
+    """Run the file's ``input:`` through a meta-built model to check shapes (validate)."""
+    if built.bytes_needed <= CPU_CHECK_BYTES:
+        from .build import allocate
+
+        cpu = torch.device("cpu")
+        allocate([built.module], cpu)
+        for b in built.ties:
+            setattr(b.owner, b.attr, getattr(b.target_owner, b.target_attr))
+        built.device = cpu
+        with torch.no_grad():
+            forward(built, list(built.spec.inputs))
+        return
+    forward(built, list(built.spec.inputs))
+
+
 def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception, inputs: list[torch.Tensor]) -> NetinspectError:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not stack:
