@@ -193,7 +193,7 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
             if not isinstance(d, Leaf) or id(d) in seen:
                 continue
             seen.add(id(d))
-            found = layers.resolve(d.type_name, allowed, d.pos)
+            found = layers.resolve(d.type_name, allowed, d.pos, spec.block_names)
             if isinstance(found, Problem):
                 key = (found.message, str(d.pos))
                 if key not in reported:

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
@@ -86,7 +87,11 @@ def handled(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         as_json = bool(kwargs.get("as_json"))
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                if not kwargs.get("debug"):
+                    # torch's warnings from constructors would break the one-line-per-problem output
+                    warnings.simplefilter("ignore")
+                return func(*args, **kwargs)
         except NetinspectError as exc:
             report(exc.problems, as_json)
             raise typer.Exit(int(exc.exit_code)) from None
@@ -571,7 +576,7 @@ def _class_problems(exc: SpecError, allow: list[str] | None) -> list[Problem]:
     for leaf in exc.leaves:
         if len(out) + len(exc.problems) >= 50:
             break
-        found = resolve(leaf.type_name, allowed, leaf.pos)
+        found = resolve(leaf.type_name, allowed, leaf.pos, exc.block_names)
         problem = found if isinstance(found, Problem) else check_args(found, leaf.args, dict(leaf.kwargs), leaf.pos)
         if problem is not None and (problem.message, str(problem.pos)) not in seen:
             seen.add((problem.message, str(problem.pos)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -103,7 +104,9 @@ def _parse(source: str) -> ast.expr:
     if not source.strip():
         raise ExprError("empty expression")
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings of odd literals: the error says enough
+            tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         offset = max((exc.offset or 1) - 1, 0)
         raise ExprError(f"invalid expression {_clip(source.strip())!r}: {exc.msg}", offset) from None

@@ -51,7 +51,7 @@ def parse_allow(grants: list[str] | tuple[str, ...]) -> dict[str, type[nn.Module
     return allowed
 
 
-def resolve(name: str, allowed: dict[str, type[nn.Module]], pos: Pos | None) -> type[nn.Module] | Problem:
+def resolve(name: str, allowed: dict[str, type[nn.Module]], pos: Pos | None, blocks: tuple[str, ...] = ()) -> type[nn.Module] | Problem:
     """Look a class name up: torch.nn first, then the ``--allow`` grants."""
     classes = nn_classes()
     short = name
@@ -69,7 +69,7 @@ def resolve(name: str, allowed: dict[str, type[nn.Module]], pos: Pos | None) -> 
             pos,
             f"classes outside torch.nn need a grant on the command line: --allow {name.rpartition('.')[0]}:{name.rpartition('.')[2]}",
         )
-    hint = did_you_mean(short, list(classes) + [k for k in allowed if "." not in k])
+    hint = did_you_mean(short, list(blocks) + list(classes) + [k for k in allowed if "." not in k])
     return Problem(f"unknown module type '{name}'", pos, hint or "a torch.nn class, a block, or a class granted with --allow pkg.mod:Class")
 
 

@@ -68,9 +68,10 @@ _EXPR = re.compile(r"\$\{(.*)\}\Z", re.S)
 class PartialSpecError(SpecError):
     """A file's problems, plus the module calls that did parse (so ``validate`` can check their classes too)."""
 
-    def __init__(self, problems: list[Problem], leaves: list[Leaf]) -> None:
+    def __init__(self, problems: list[Problem], leaves: list[Leaf], block_names: tuple[str, ...] = ()) -> None:
         super().__init__(problems)
         self.leaves = leaves
+        self.block_names = block_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,7 @@ class ModelSpec:
     tie: tuple[Tie, ...]
     module_count: int
     dtype_pos: Pos | None = None
+    block_names: tuple[str, ...] = ()
 
 
 _Result = tuple[Any, int, Union[str, None], Union[Pos, None]]
@@ -208,8 +210,9 @@ def parse_model(text: str, filename: str) -> ModelSpec:
     def typo_of(required: str) -> bool:
         return any(did_you_mean(k, [required]) for k in typos)
 
-    if "netinspect" not in e and not typo_of("netinspect"):
-        ctx.problems.add(Pos(filename, 1, 1), "missing 'netinspect:' (the schema version)", "add 'netinspect: 1' as the first line")
+    if "netinspect" not in e:
+        if not typo_of("netinspect"):
+            ctx.problems.add(Pos(filename, 1, 1), "missing 'netinspect:' (the schema version)", "add 'netinspect: 1' as the first line")
     else:
         v = e["netinspect"]
         if not (isinstance(v, YScalar) and v.value == SCHEMA_VERSION and not isinstance(v.value, bool)):
@@ -266,9 +269,9 @@ def parse_model(text: str, filename: str) -> ModelSpec:
                 e["model"].pos, f"the model has {count:,} modules, more than the limit of {MAX_MODULES:,}", "reduce repeat counts"
             )
     if ctx.problems:
-        raise PartialSpecError(ctx.problems.items, ctx.leaves)
+        raise PartialSpecError(ctx.problems.items, ctx.leaves, tuple(ctx.blocks))
     assert model is not None
-    return ModelSpec(filename, name, doc, inputs, dtype, seed, tuple(shared), model, rules, ties, count, dtype_pos)
+    return ModelSpec(filename, name, doc, inputs, dtype, seed, tuple(shared), model, rules, ties, count, dtype_pos, tuple(ctx.blocks))
 
 
 def parse_rules_file(text: str, filename: str) -> tuple[Rule, ...]:
