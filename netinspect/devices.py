@@ -79,13 +79,14 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def check_fits(needed: int, device: torch.device) -> None:
+def check_fits(needed: int, device: torch.device, what: str = "the model") -> None:
     """Refuse, before allocating, what the device cannot hold."""
     free = available_bytes(device)
     if free is not None and needed > free:
+        kind = "of parameters and buffers" if what == "the model" else ""
         raise DeviceError.at(
             None,
-            f"the model needs {human_bytes(needed)} ({needed:,} bytes) of parameters and buffers, "
+            f"{what} needs {human_bytes(needed)} ({needed:,} bytes) {kind}".rstrip() + ", "
             f"but {device} has {human_bytes(free)} available",
             "inspect it without allocating: --device meta (or a smaller --dtype)",
         )

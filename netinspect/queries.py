@@ -326,6 +326,10 @@ def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
     calls_seen: dict[int, int] = {}
     stack: list[tuple[nn.Module, str, Any]] = []
     records: list[ModuleCall] = []
+    if built.device.type != "meta":
+        from .devices import check_fits
+
+        check_fits(input_bytes(built, specs), built.device, what="the input")
     inputs = make_inputs(built, specs)
 
     def path_of(m: nn.Module) -> str:
@@ -363,9 +367,22 @@ def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
 CPU_CHECK_BYTES = 64 << 20
 
 
+def input_bytes(built: Built, specs: list[InputSpec]) -> int:
+    from .layers import DTYPES
+
+    total = 0
+    for s in specs:
+        dt = DTYPES[s.dtype] if s.dtype else built.dtype
+        numel = 1
+        for d in s.shape:
+            numel *= d
+        total += numel * torch.empty((), dtype=dt, device="meta").element_size()
+    return total
+
+
 def check_forward(built: Built) -> None:
     """Run the file's ``input:`` through a meta-built model to check shapes (validate)."""
-    if built.bytes_needed <= CPU_CHECK_BYTES:
+    if built.bytes_needed + input_bytes(built, list(built.spec.inputs)) <= CPU_CHECK_BYTES:
         from .build import allocate
 
         cpu = torch.device("cpu")
