@@ -20,7 +20,7 @@ from torch import nn
 
 from . import layers
 from .devices import check_fits
-from .errors import NetinspectError, Pos, Problem, Problems, SpecError, UsageError, did_you_mean
+from .errors import DeviceError, NetinspectError, Pos, Problem, Problems, SpecError, UsageError, did_you_mean
 from .schemes import SchemeError, SchemeStep, apply_steps, check_step
 from .spec import Decl, Leaf, ModelSpec, Ref, Rule, Seq, Tie, walk
 
@@ -408,6 +408,26 @@ def build(
     check_fits(built.bytes_needed, device)
     if need == "structure":
         return built
+    try:
+        return _realise(built, asm, need, progress, assemble, seed_value)
+    except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.cuda.OutOfMemoryError) and "alloc" not in str(exc):
+            raise
+        raise DeviceError.at(
+            None, f"{device} ran out of memory while allocating the model: {str(exc).splitlines()[0][:160]}", "use --device meta"
+        ) from None
+
+
+def _realise(
+    built: Built,
+    asm: _Assembler,
+    need: str,
+    progress: Callable[[str, int, int], None] | None,
+    assemble: Callable[[torch.device, bool], tuple[_Assembler, Built]],
+    seed_value: int,
+) -> Built:
+    """Allocate (and, for values, initialise) a meta-built model on its device."""
+    device = built.device
     if need == "storage":
         _materialise(built, asm, progress, init=False)
         return built
