@@ -132,6 +132,8 @@ def load(text: str, filename: str) -> YNode:
         mark = exc.problem_mark or exc.context_mark
         pos = _pos(filename, mark) if mark is not None else Pos(filename, 1, 1)
         message = " ".join(str(x) for x in (exc.context, exc.problem) if x) or "invalid YAML"
+        if "nesting depth" in message:  # newer libyaml stops deep nesting itself (at 1,000 levels, as we do)
+            raise SpecError.at(pos, f"YAML nested deeper than {MAX_DEPTH} levels") from None
         hint = None
         line = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
         if "\t" in line[: (mark.column + 1 if mark is not None else 0)] or "'\\t'" in message:
