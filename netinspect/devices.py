@@ -37,8 +37,6 @@ def parse_device(text: str) -> torch.device:
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
             raise DeviceError.at(None, "device 'mps' is not available on this machine", "use --device cpu, or --device meta")
         return torch.device("mps")
-    if index is not None and kind in ("cpu", "meta"):
-        return torch.device(kind)
     return torch.device(kind)
 
 

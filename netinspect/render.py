@@ -128,7 +128,6 @@ def _label(node: Any) -> str:
 def tree_lines(built: Any, root: Any, depth: int | None, expand: bool) -> list[Line]:
     """The module tree, with runs of 3+ identical siblings collapsed unless ``expand``."""
     out: list[Line] = [(f"{built.spec.name} · {built.device} · {root.type}  · {n(root.params_total)} params", "bold")]
-    stack: list[tuple[Any, str, int]] = []
 
     def runs(children: list[Any]) -> list[tuple[Any, int]]:
         if expand:
@@ -168,7 +167,6 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool) -> list[L
                 out.append((prefix + branch + _label(item), ""))
                 walk(item, prefix + ext, level + 1)
 
-    del stack
     walk(root, "", 0)
     return out
 
