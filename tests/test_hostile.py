@@ -323,8 +323,13 @@ _runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def warm() -> None:
-    """Import torch and the CLI once, so that the timings below measure the command alone."""
+    """Import torch and the CLI once, so that the timings below measure the command alone.
+
+    A forward pass on the meta device imports torch's meta kernels (about 2 s, once per
+    process); validate takes that path for models or inputs too big to run on empty storage.
+    """
     _runner.invoke(app, ["validate", "mlp"])
+    _runner.invoke(app, ["forward", "mlp-bn", "--device", "meta"])
 
 
 @pytest.mark.parametrize(("case", "cmd"), PARAMS)
