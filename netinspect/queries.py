@@ -312,6 +312,10 @@ def make_inputs(built: Built, specs: list[InputSpec]) -> list[torch.Tensor]:
             if high is None:
                 sizes = [m.num_embeddings for m in built.module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
                 high = min(sizes) if sizes else 2
+            if high < 1:
+                raise RunFailure.at(
+                    s.pos, f"cannot draw integer inputs below {high}: the smallest Embedding has no rows", "give the input a 'high:'"
+                )
             if dt == torch.bool:
                 out.append(torch.randint(0, 2, s.shape, device=built.device).bool())
             else:

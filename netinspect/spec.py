@@ -432,6 +432,11 @@ def _parse_inputs(ctx: _Ctx, node: YNode) -> tuple[InputSpec, ...]:
             shape = shape_of(n.entries["shape"])
             dtype = _dtype(ctx, n.entries["dtype"], INPUT_DTYPES) if "dtype" in n.entries else None
             high = _int(ctx, n.entries["high"], ctx.vars, "high") if "high" in n.entries else None
+            if high is not None and high < 1:
+                ctx.problems.add(
+                    n.entries["high"].pos, f"'high' must be at least 1, found {high}", "integer inputs are drawn from 0 .. high-1"
+                )
+                high = None
             if shape is None:
                 return None
             return InputSpec(shape, dtype, high, n.pos)
