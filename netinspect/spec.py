@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import string
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,9 @@ def read_model_text(path: str) -> tuple[str, str]:
 
 def parse_model(text: str, filename: str) -> ModelSpec:
     """Parse and expand a whole model file; raises one SpecError holding every problem."""
+    # expansion recurses once per nesting level (refused past MAX_DEPTH); leave room for it
+    # whoever calls us, not only the command line
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     ctx = _Ctx(filename, Problems())
     root = yamlpos.load(text, filename)
     if not isinstance(root, YMap):
