@@ -261,7 +261,7 @@ def _bind_ties(spec: ModelSpec, root: nn.Module) -> list[TieBinding]:
     return bindings
 
 
-def _retie(bindings: list[TieBinding]) -> None:
+def retie(bindings: list[TieBinding]) -> None:
     for b in bindings:
         target = getattr(b.target_owner, b.target_attr)
         setattr(b.owner, b.attr, target)
@@ -458,7 +458,7 @@ def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, in
     roots = [root] + [m for m in asm.shared.values() if not any(m is x for x in root.modules())]
     allocate(roots, built.device)
     if not init:
-        _retie(built.ties)
+        retie(built.ties)
         return
     total_numel = sum(p.numel() for p in root.parameters())
     covered = _covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
@@ -478,7 +478,7 @@ def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, in
                 reset()
             if progress is not None:
                 progress("materialise", i + 1, len(order))
-    _retie(built.ties)
+    retie(built.ties)
 
 
 def allocate(roots: Sequence[nn.Module], device: torch.device) -> None:

@@ -387,12 +387,11 @@ def input_bytes(built: Built, specs: list[InputSpec]) -> int:
 def check_forward(built: Built) -> None:
     """Run the file's ``input:`` through a meta-built model to check shapes (validate)."""
     if built.bytes_needed + input_bytes(built, list(built.spec.inputs)) <= CPU_CHECK_BYTES:
-        from .build import allocate
+        from .build import allocate, retie
 
         cpu = torch.device("cpu")
         allocate([built.module], cpu)
-        for b in built.ties:
-            setattr(b.owner, b.attr, getattr(b.target_owner, b.target_attr))
+        retie(built.ties)
         built.device = cpu
         with torch.no_grad():
             forward(built, list(built.spec.inputs))
