@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +98,93 @@ def no_init() -> Iterator[None]:
             setattr(init, n, f)
 
 
+_PLAIN_TYPES = (type(None), bool, int, float, complex, str, torch.dtype, torch.device, types.FunctionType, types.BuiltinFunctionType)
+_TENSOR_STORES = ("_parameters", "_buffers", "_modules")
+_CONTAINERS = (dict, OrderedDict, set, list)
+
+
+def _plain(value: Any, top: bool = True) -> bool:
+    """Immutable (or, at the top of an attribute, a list that ``_Recipe`` copies) all the way down."""
+    if isinstance(value, types.FunctionType):
+        return value.__closure__ is None  # a closure may hold the instance it was made for
+    if isinstance(value, _PLAIN_TYPES):
+        return True
+    if type(value) in (tuple, torch.Size) or (top and type(value) is list):
+        return all(_plain(v, False) for v in value)
+    return False
+
+
+def _cloneable(m: nn.Module) -> bool:
+    """True when ``m``'s whole state is its ``__dict__`` of plain values, standard containers and
+    plain parameters/buffers, none of them reachable twice, so a copy of that state is what a
+    second ``cls(*args)`` would build."""
+    seen: set[int] = set()
+
+    def ok(m: nn.Module) -> bool:
+        cls = type(m)
+        if not cls.__module__.startswith("torch.nn") or any("__slots__" in vars(k) for k in cls.__mro__[:-1]):
+            return False
+        for key, value in m.__dict__.items():
+            if key in _TENSOR_STORES:
+                continue
+            if isinstance(value, dict) and type(value) in _CONTAINERS:
+                if not all(_plain(k, False) and _plain(v, False) for k, v in value.items()):
+                    return False
+            elif type(value) is set:
+                if not all(_plain(k, False) for k in value):
+                    return False
+            elif not _plain(value):
+                return False
+        for t in (*m._parameters.values(), *m._buffers.values()):
+            if t is None:
+                continue
+            if type(t) not in (nn.Parameter, torch.Tensor) or t.__dict__ or id(t) in seen:
+                return False
+            seen.add(id(t))
+        if any(type(t) is nn.Parameter for t in m._buffers.values()):
+            return False
+        for sub in m._modules.values():
+            if sub is None:
+                continue
+            if id(sub) in seen or not ok(sub):
+                return False
+            seen.add(id(sub))
+        return True
+
+    return ok(m)
+
+
+class _Recipe:
+    """How to make copies of a cloneable module (see ``_cloneable``) without running its ``__init__``:
+    a fresh container for each container in its state, a fresh Parameter/buffer object for each of
+    its tensors (same shape, dtype, device and requires_grad), a copy of each submodule."""
+
+    __slots__ = ("cls", "base", "containers", "params", "buffers", "modules")
+
+    def __init__(self, proto: nn.Module) -> None:
+        self.cls = type(proto)
+        self.base = proto.__dict__.copy()  # every key, in order; make() replaces the containers
+        self.containers = [
+            (k, type(v), v.copy() if v else None)
+            for k, v in proto.__dict__.items()
+            if type(v) in _CONTAINERS and k not in _TENSOR_STORES
+        ]
+        self.params = [(n, p, p is not None and p.requires_grad) for n, p in proto._parameters.items()]
+        self.buffers = list(proto._buffers.items())
+        self.modules = [(n, None if m is None else _Recipe(m)) for n, m in proto._modules.items()]
+
+    def make(self) -> nn.Module:
+        state = self.base.copy()
+        for key, kind, value in self.containers:
+            state[key] = kind() if value is None else value.copy()  # OrderedDict.copy() is slow
+        state["_parameters"] = {n: None if p is None else nn.Parameter(p, rg) for n, p, rg in self.params}
+        state["_buffers"] = {n: None if b is None else b.detach() for n, b in self.buffers}
+        state["_modules"] = {n: None if r is None else r.make() for n, r in self.modules}
+        m: nn.Module = object.__new__(self.cls)
+        object.__setattr__(m, "__dict__", state)  # not Module.__setattr__'s checks
+        return m
+
+
 def _postorder(m: nn.Module) -> Iterator[nn.Module]:
     for child in m.children():
         yield from _postorder(child)
@@ -105,8 +194,11 @@ def _postorder(m: nn.Module) -> Iterator[nn.Module]:
 class _Assembler:
     """Constructs the module tree from declarations, in plain-PyTorch construction order."""
 
-    def __init__(self, spec: ModelSpec, classes: dict[int, type[nn.Module]], problems: Problems) -> None:
+    def __init__(self, spec: ModelSpec, classes: dict[int, type[nn.Module]], problems: Problems, clone: bool = False) -> None:
         self.spec = spec
+        #: Leaf declaration id -> the first module built from it, when copies of its state may stand
+        #: in for further constructions (meta builds: no values, so no random numbers to draw).
+        self.protos: dict[int, _Recipe] | None = {} if clone else None
         self.classes = classes
         self.problems = problems
         self.created: list[nn.Module] = []
@@ -139,13 +231,19 @@ class _Assembler:
         if isinstance(decl, Leaf):
             if id(decl) in self.failed:
                 return None
-            cls = self.classes[id(decl)]
-            try:
-                m = cls(*decl.args, **dict(decl.kwargs))
-            except Exception as exc:
-                self.failed.add(id(decl))
-                self.problems.add(decl.pos, f"{layers.call_text(cls, decl.args, decl.kwargs)} failed: {_exc_text(exc)}")
-                return None
+            recipe = self.protos.get(id(decl)) if self.protos is not None else None
+            if recipe is not None:
+                m = recipe.make()
+            else:
+                cls = self.classes[id(decl)]
+                try:
+                    m = cls(*decl.args, **dict(decl.kwargs))
+                except Exception as exc:
+                    self.failed.add(id(decl))
+                    self.problems.add(decl.pos, f"{layers.call_text(cls, decl.args, decl.kwargs)} failed: {_exc_text(exc)}")
+                    return None
+                if self.protos is not None and _cloneable(m):
+                    self.protos[id(decl)] = _Recipe(m)
             self.created.append(m)
         else:
             m = nn.Sequential()
@@ -337,13 +435,45 @@ def plan_rules(root: nn.Module, scoped: Sequence[ScopedRule], allowed: dict[str,
     return plan
 
 
+def unique_modules(root: nn.Module) -> list[nn.Module]:
+    """``root.modules()`` (each module once, pre-order) without its generator stack."""
+    out: list[nn.Module] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        out.append(m)
+        stack.extend(reversed([c for c in m._modules.values() if c is not None]))
+    return out
+
+
+def all_named_modules(root: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``root.named_modules(remove_duplicate=False)`` as a list, without its recursive generators
+    (a module reachable by several paths appears once per path)."""
+    out: list[tuple[str, nn.Module]] = []
+    stack: list[tuple[str, nn.Module]] = [("", root)]
+    while stack:
+        path, m = stack.pop()
+        out.append((path, m))
+        children = m._modules
+        if children:
+            prefix = path + "." if path else ""
+            stack.extend(reversed([(prefix + name, c) for name, c in children.items() if c is not None]))
+    return out
+
+
 def unique_bytes(root: nn.Module) -> int:
     seen: set[int] = set()
     total = 0
-    for t in list(root.parameters()) + list(root.buffers()):
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
+    for m in unique_modules(root):
+        for store in (m._parameters, m._buffers):
+            for t in store.values():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    total += t.numel() * t.element_size()
     return total
 
 
@@ -383,7 +513,7 @@ def build(
     def assemble(on: torch.device, quiet_init: bool) -> tuple[_Assembler, Built]:
         """Construct (as ``torch.set_default_dtype(dtype)`` would), tie, freeze and plan the rules."""
         problems = Problems()
-        asm = _Assembler(spec, classes, problems)
+        asm = _Assembler(spec, classes, problems, clone=on.type == "meta")
         ctx = no_init() if quiet_init else contextlib.nullcontext()
         saved = torch.get_default_dtype()
         torch.set_default_dtype(tdtype)
@@ -505,6 +635,8 @@ def allocate(roots: Sequence[nn.Module], device: torch.device) -> None:
                         new = nn.Parameter(data, requires_grad=t.requires_grad) if is_param else data
                         memo[id(t)] = new
                     store[name] = new  # type: ignore[assignment]
+            if isinstance(m, nn.RNNBase):
+                m._init_flat_weights()  # its cached list of weights, as RNNBase._apply (to_empty) does
 
 
 def _apply_plan(built: Built, progress: Callable[[str, int, int], None] | None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .build import Built
+from .build import Built, all_named_modules
 from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean
 from .layers import dtype_name
 from .spec import InputSpec
@@ -61,26 +61,43 @@ class TreeNode:
 
 def _module_paths(root: nn.Module) -> dict[int, list[str]]:
     paths: dict[int, list[str]] = {}
-    for p, m in root.named_modules(remove_duplicate=False):
+    for p, m in all_named_modules(root):
         paths.setdefault(id(m), []).append(p)
     return paths
+
+
+def all_named_parameters(root: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``root.named_parameters(remove_duplicate=False)`` as a list (same paths, same order)."""
+    out: list[tuple[str, nn.Parameter]] = []
+    for mpath, m in all_named_modules(root):
+        for pname, p in m._parameters.items():
+            if p is not None:
+                out.append((f"{mpath}.{pname}" if mpath else pname, p))
+    return out
 
 
 def param_paths(root: nn.Module) -> dict[int, list[str]]:
     """id(param) → every path of that Parameter, in ``named_parameters(remove_duplicate=False)`` order."""
     out: dict[int, list[str]] = {}
-    for name, p in root.named_parameters(remove_duplicate=False):
+    for name, p in all_named_parameters(root):
         out.setdefault(id(p), []).append(name)
     return out
 
 
 def tree(built: Built) -> TreeNode:
     root = built.module
-    mpaths = _module_paths(root)
-    ppaths = param_paths(root)
+    mpaths: dict[int, list[str]] = {}
+    ppaths: dict[int, list[str]] = {}
+    for mpath, m in all_named_modules(root):
+        mpaths.setdefault(id(m), []).append(mpath)
+        for pname, p in m._parameters.items():
+            if p is not None:
+                ppaths.setdefault(id(p), []).append(f"{mpath}.{pname}" if mpath else pname)
     multi = {pid for pid, ps in ppaths.items() if len(ps) > 1}
     tied = built.tied_ids
     totals: dict[int, tuple[int, frozenset[int] | None]] = {}
+    numel_of: dict[int, int] = {}
+    visits: dict[int, int] = {}  # module id -> occurrences already built (for shared_paths)
 
     def subtree_total(m: nn.Module) -> tuple[int, frozenset[int] | None]:
         # (unique count, the shared-param ids in the subtree, or None when there are none)
@@ -92,10 +109,13 @@ def tree(built: Built) -> TreeNode:
         for p in m._parameters.values():
             if p is None:
                 continue
+            n = numel_of.get(id(p))
+            if n is None:
+                n = numel_of[id(p)] = p.numel()
             if id(p) in multi:
                 shared.add(id(p))
             else:
-                count += p.numel()
+                count += n
         for child in m._modules.values():
             if child is None:
                 continue
@@ -107,34 +127,37 @@ def tree(built: Built) -> TreeNode:
         totals[key] = result
         return result
 
-    numel_of = {id(p): p.numel() for p in root.parameters()}
-
-    def make(name: str, path: str, m: nn.Module) -> TreeNode:
+    def build_node(name: str, path: str, m: nn.Module) -> TreeNode:
         own = 0
         tied_text: list[str] = []
         seen: set[int] = set()
+        c, s = subtree_total(m)  # fills numel_of for every parameter below m
+        trainable = False
         for pname, p in m._parameters.items():
-            if p is None or id(p) in seen:
+            if p is None:
+                continue
+            trainable = trainable or p.requires_grad
+            if id(p) in seen:
                 continue
             seen.add(id(p))
-            own += p.numel()
+            own += numel_of[id(p)]
             if id(p) in tied:
                 mine = f"{path}.{pname}" if path else pname
                 tied_text.append(" = ".join([pname] + [q for q in ppaths[id(p)] if q != mine]))
-        c, s = subtree_total(m)
-        total = c + (sum(numel_of.get(i, 0) for i in s) if s else 0)
-        others = [p for p in mpaths.get(id(m), []) if p != path]
-        params = [p for p in m._parameters.values() if p is not None]
-        frozen = bool(params) and not any(p.requires_grad for p in params)
-        return TreeNode(name, path, type(m).__name__, m.extra_repr(), own, total, [], others, tied_text, frozen)
-
-    def build_node(name: str, path: str, m: nn.Module) -> TreeNode:
-        node = make(name, path, m)
+        total = c + (sum(numel_of[i] for i in s) if s else 0)
+        mine_paths = mpaths[id(m)]
+        others: list[str] = []
+        if len(mine_paths) > 1:
+            k = visits.get(id(m), 0)
+            visits[id(m)] = k + 1
+            others = mine_paths[:k] + mine_paths[k + 1 :]
+        node = TreeNode(name, path, type(m).__name__, m.extra_repr(), own, total, [], others, tied_text, bool(seen) and not trainable)
+        prefix = path + "." if path else ""
+        children = node.children
         for cname, child in m._modules.items():
-            if child is None:
-                continue
-            node.children.append(build_node(cname, f"{path}.{cname}" if path else cname, child))
-        node.signature = (node.type, node.args, node.params_own, node.params_total, tuple((c.name, c.signature) for c in node.children))
+            if child is not None:
+                children.append(build_node(cname, prefix + cname, child))
+        node.signature = (node.type, node.args, own, total, tuple((c.name, c.signature) for c in children))
         return node
 
     return build_node("", "", root)
@@ -249,7 +272,7 @@ def shared(built: Built, module: nn.Module | None = None) -> tuple[list[SharedGr
     objs: dict[int, nn.Parameter] = {}
     owners: dict[int, list[str]] = {}
     by_path = 0
-    for mpath, m in root.named_modules(remove_duplicate=False):
+    for mpath, m in all_named_modules(root):
         for pname, p in m._parameters.items():
             if p is None:
                 continue
@@ -361,7 +384,7 @@ def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
     finally:
         h1.remove()
         h2.remove()
-    order = {p: i for i, p in enumerate(p for p, _ in root.named_modules(remove_duplicate=False))}
+    order = {p: i for i, (p, _) in enumerate(all_named_modules(root))}
     records.sort(key=lambda r: (order.get(r.path, math.inf), 0))
     return ForwardResult([shape_of(t) for t in inputs], _shape_tree(out), out, records)
 
@@ -425,7 +448,7 @@ def iter_unique_params(module: nn.Module) -> Iterator[tuple[str, nn.Parameter, l
     """(first path, parameter, other paths) for each distinct Parameter."""
     paths = param_paths(module)
     seen: set[int] = set()
-    for name, p in module.named_parameters(remove_duplicate=False):
+    for name, p in all_named_parameters(module):
         if id(p) in seen:
             continue
         seen.add(id(p))

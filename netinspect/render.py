@@ -273,18 +273,28 @@ def shared_json(built: Any, groups: list[Any], unique: int, by_path: int) -> dic
     }
 
 
+#: A group of more paths than this shows its first and last ones (``--json`` lists every path).
+SHOWN_PATHS = 4
+
+
+def _joined_paths(paths: list[str]) -> str:
+    if len(paths) <= SHOWN_PATHS:
+        return " = ".join(paths)
+    return " = ".join([*paths[: SHOWN_PATHS - 1], "…", paths[-1]]) + f"  ({len(paths):,} paths)"
+
+
 def shared_lines(built: Any, groups: list[Any], unique: int, by_path: int) -> list[Line]:
     out: list[Line] = [(built.spec.name, "bold")]
     if not groups:
         out.append(("no parameter is shared: every path is its own Parameter", ""))
     else:
-        rows = [(" = ".join(g.paths), shape(g.shape), n(g.numel), g.cause) for g in groups]
+        rows = [(_joined_paths(g.paths), shape(g.shape), n(g.numel), g.cause) for g in groups]
         out += table(("paths (one Parameter)", "shape", "numel", "cause"), rows, right={2})
     out.append(("", ""))
     out.append(
         (
             f"parameters: {n(unique)} unique · {n(by_path)} by path"
-            + (f" ({n(by_path - unique)} counted twice by naive tools)" if by_path > unique else ""),
+            + (f" ({n(by_path - unique)} counted again by naive tools)" if by_path > unique else ""),
             "bold",
         )
     )

@@ -234,6 +234,21 @@ def test_ref_is_module_reuse(tmp_path: Path) -> None:
     assert_same_module(mine, seeded(ref))
 
 
+def test_a_module_reused_many_times(cli: Cli, tmp_path: Path) -> None:
+    """Six paths to one Linear: counted once, every path in JSON, a short line for humans."""
+    children = "".join(f"    r{i}: {{ref: enc}}\n" for i in range(6))
+    path = write(tmp_path, "reuse.yaml", "netinspect: 1\nshared:\n  enc: Linear(4, 4)\nmodel:\n  sequential:\n" + children)
+    mine = build(path)
+    ref = seeded(lambda: (lambda enc: nn.Sequential(OrderedDict((f"r{i}", enc) for i in range(6))))(nn.Linear(4, 4)))
+    assert_same_module(mine, ref)
+    doc = cli.json("shared", path)
+    assert [g["paths"] for g in doc["groups"]] == tie_groups(ref)
+    assert doc["groups"][0]["paths"] == [f"r{i}.weight" for i in range(6)]
+    text = cli.run("shared", path).stdout
+    assert "r0.weight = r1.weight = r2.weight = … = r5.weight  (6 paths)" in text
+    assert f"{unique_numel(ref)} unique · {6 * 20} by path ({5 * 20} counted again by naive tools)" in text
+
+
 def test_shared_name_called_is_an_error(cli: Cli, tmp_path: Path) -> None:
     path = write(tmp_path, "s.yaml", "netinspect: 1\nshared:\n  enc: Linear(4, 4)\nmodel:\n  - enc\n  - ReLU\n")
     result = cli.run("tree", path, code=3)
@@ -329,6 +344,121 @@ def test_repeat_with_name_templates_and_named_sequential(tmp_path: Path) -> None
     assert [n for n, _ in mine.layers.named_children()] == ["layer0", "layer1", "layer2"]
     assert len({id(p) for p in mine.layers.parameters()}) == 6  # copies, not one module three times
     assert not torch.equal(mine.layers.layer0.weight, mine.layers.layer1.weight)
+
+
+MANY_KINDS = """\
+netinspect: 1
+blocks:
+  cell:
+    body:
+      - Linear(4, 4)
+      - BatchNorm1d(4)
+      - LayerNorm(4)
+      - RMSNorm(4)
+      - Embedding(10, 4, padding_idx=0)
+      - Conv2d(2, 2, 3, padding="same")
+      - PReLU
+      - Bilinear(2, 3, 4)
+      - MultiheadAttention(8, 2)
+      - TransformerEncoderLayer(8, 2, 16)
+      - LSTM(4, 4)
+      - GELU(approximate="tanh")
+      - Unflatten(1, [2, 2])
+      - type: Linear
+        args: [4, 2]
+        frozen: true
+model:
+  - use: cell
+    repeat: 3
+"""
+
+
+def many_kinds_ref() -> nn.Module:
+    def cell() -> nn.Module:
+        net = nn.Sequential(
+            nn.Linear(4, 4), nn.BatchNorm1d(4), nn.LayerNorm(4), nn.RMSNorm(4), nn.Embedding(10, 4, padding_idx=0),
+            nn.Conv2d(2, 2, 3, padding="same"), nn.PReLU(), nn.Bilinear(2, 3, 4), nn.MultiheadAttention(8, 2),
+            nn.TransformerEncoderLayer(8, 2, 16), nn.LSTM(4, 4), nn.GELU(approximate="tanh"), nn.Unflatten(1, [2, 2]),
+            nn.Linear(4, 2),
+        )  # fmt: skip
+        net[13].requires_grad_(False)
+        return net
+
+    return nn.Sequential(cell(), cell(), cell())
+
+
+def assert_same_state(mine: nn.Module, ref: nn.Module) -> None:
+    """Module by module: class, every attribute of ``__dict__`` (plain values equal, containers of the
+    same kind and contents), and parameters/buffers of the same kind, shape, dtype, device, grad flag."""
+    pairs = list(zip(mine.modules(), ref.modules(), strict=True))
+    for a, b in pairs:
+        assert type(a) is type(b)
+        assert list(vars(a)) == list(vars(b)), type(a).__name__
+        for key, va in vars(a).items():
+            vb = vars(b)[key]
+            if key in ("_parameters", "_buffers"):
+                assert list(va) == list(vb)
+                for name in va:
+                    ta, tb = va[name], vb[name]
+                    assert (ta is None) == (tb is None)
+                    if ta is not None:
+                        assert (type(ta), ta.shape, ta.dtype, ta.device, ta.requires_grad) == (
+                            type(tb), tb.shape, tb.dtype, tb.device, tb.requires_grad
+                        ), f"{type(a).__name__}.{name}"  # fmt: skip
+            elif key == "_modules":
+                assert list(va) == list(vb)
+            elif key == "_flat_weights":  # LSTM: its own parameters, in order
+                assert [t is None for t in va] == [t is None for t in vb]
+            elif key == "_flat_weight_refs":
+                assert len(va) == len(vb)
+            else:
+                assert type(va) is type(vb) and va == vb, f"{type(a).__name__}.{key}"
+    # every module, parameter and buffer is its own object, as three plain constructions give
+    assert len({id(m) for m, _ in pairs}) == len(pairs)
+    tensors = [t for m in mine.modules() for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+    assert len({id(t) for t in tensors}) == len(tensors)
+
+
+def test_repeated_modules_equal_fresh_constructions(tmp_path: Path) -> None:
+    """Copies of a repeated leaf made on meta hold what ``cls(*args)`` would (and the values after
+    materialising are those of three plain constructions)."""
+    path = write(tmp_path, "kinds.yaml", MANY_KINDS)
+    with torch.device("meta"):
+        meta_ref = many_kinds_ref()
+    assert_same_state(build(path, device="meta"), meta_ref)
+    mine = build(path)
+    ref = seeded(many_kinds_ref)
+    assert_same_state(mine, ref)
+    assert_same_module(mine, ref)
+    assert mine[2][10]._flat_weights[0] is mine[2][10].weight_ih_l0  # LSTM keeps its own weights
+
+
+def test_copies_are_made_only_of_self_contained_modules() -> None:
+    from netinspect.build import _cloneable
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+            self.b = self.a
+
+    class Closure(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.f = lambda x: self.training
+
+    class Listed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.weights = [self.lin.weight]
+
+    for cls in (Twice, Closure, Listed):
+        cls.__module__ = "torch.nn.modules.fake"
+        assert not _cloneable(cls()), cls.__name__
+    assert not _cloneable(nn.LSTM(2, 2))
+    assert _cloneable(nn.TransformerEncoderLayer(8, 2, 16)) and _cloneable(nn.Conv2d(2, 2, 3, padding="same"))
+    assert not _cloneable(type("Outside", (nn.Identity,), {})())  # a class from outside torch.nn
 
 
 def test_repeat_name_needs_a_template(cli: Cli, tmp_path: Path) -> None:
