@@ -412,6 +412,7 @@ def plan_rules(root: nn.Module, scoped: Sequence[ScopedRule], allowed: dict[str,
         for glob, steps in rule.params:
             targets: list[tuple[nn.Module, str]] = []
             seen_param: set[int] = set()
+            misfits: dict[tuple[str, str | None], list[tuple[str, list[int]]]] = {}  # one error per kind
             for full, owner in owners:
                 for pname, p in owner._parameters.items():
                     if p is None or not fnmatch.fnmatchcase(pname, glob) or id(p) in seen_param:
@@ -422,9 +423,13 @@ def plan_rules(root: nn.Module, scoped: Sequence[ScopedRule], allowed: dict[str,
                             check_step(step, p, owner, pname)
                     except SchemeError as exc:
                         label = f"{full}.{pname}" if full else pname
-                        problems.add(rule.pos, f"{exc.message} ('{label}', shape {list(p.shape)})", exc.hint)
+                        misfits.setdefault((exc.message, exc.hint), []).append((label, list(p.shape)))
                         continue
                     targets.append((owner, pname))
+            for (message, hint), where_bad in misfits.items():
+                (label, bad_shape), more = where_bad[0], len(where_bad) - 1
+                also = f", and {more:,} more parameter{'s' if more > 1 else ''} like it" if more else ""
+                problems.add(rule.pos, f"{message} ('{label}', shape {bad_shape}{also})", hint)
             if not targets:
                 kinds = f" of types {', '.join(rule.types)}" if rule.types else ""
                 problems.add(rule.pos, f"init rule: no parameter named {glob!r} in modules{kinds} matching {rule.target!r}{where}", None)

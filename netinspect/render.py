@@ -30,7 +30,12 @@ def emit(lines: Iterable[str | Line], *, file: Any = None) -> None:
 
 
 def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(_clean(doc), ensure_ascii=False) + "\n")
+    """One JSON document on stdout; NaN and infinities (not JSON) become null."""
+    try:
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_clean(doc), ensure_ascii=False)
+    sys.stdout.write(text + "\n")
 
 
 def _clean(x: Any) -> Any:

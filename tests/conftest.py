@@ -63,8 +63,13 @@ class Cli:
 
 
 def one_json_document(text: str) -> Any:
-    """Parse ``text`` as one JSON document and nothing else (whitespace allowed around it)."""
-    decoder = json.JSONDecoder()
+    """Parse ``text`` as one JSON document and nothing else (whitespace allowed around it); NaN and
+    Infinity, which Python writes but JSON has not, fail."""
+
+    def not_json(name: str) -> Any:
+        pytest.fail(f"{name} in JSON output (not JSON: write null)")
+
+    decoder = json.JSONDecoder(parse_constant=not_json)
     stripped = text.strip()
     assert stripped, "stdout is empty; expected one JSON document"
     doc, end = decoder.raw_decode(stripped)

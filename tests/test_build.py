@@ -685,3 +685,19 @@ def test_cuda_missing_index_exits_4(cli: Cli) -> None:
     bad = f"cuda:{torch.cuda.device_count()}"
     result = cli.run("params", "--device", bad, code=4)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_scheme_that_misfits_many_parameters_is_one_error_per_kind(cli: Cli, tmp_path: Path) -> None:
+    """xavier over 1-D weights: one line names the first path and how many more, not one line each."""
+    text = "netinspect: 1\nblocks:\n  cell:\n    body: [LayerNorm(4), 'Linear(4, 4)']\n"
+    text += "model:\n  - use: cell\n    repeat: 5\n  - LayerNorm(6)\n"
+    path = write(tmp_path, "norms.yaml", text)
+    with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+        nn.init.xavier_uniform_(nn.LayerNorm(4).weight)  # torch refuses the same call
+    result = cli.run("init", path, "--scheme", "xavier", code=2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert "('0.0.weight', shape [4], and 4 more parameters like it)" in lines[0]
+    assert "('5.weight', shape [6])" in lines[1] and "more" not in lines[1]
+    assert all("hint: restrict the rule with types: [Linear]" in line for line in lines)
+    cli.run("init", path, "--scheme", "xavier", "--types", "Linear")  # the hint works

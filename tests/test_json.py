@@ -241,6 +241,7 @@ def test_init_json(cli: Cli) -> None:
     assert by_name["0.weight"]["expected_std"] == pytest.approx((2.0 / 4) ** 0.5)
     for name in ("0.bias", "2.weight", "2.bias"):
         assert by_name[name]["scheme"] is None and by_name[name]["expected_std"] is None
+    assert by_name["2.bias"]["std"] is None and net[2].bias.numel() == 1  # one value: no std; null, not NaN
 
 
 def test_init_json_tied_counts_each_parameter(cli: Cli) -> None:
