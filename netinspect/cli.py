@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
@@ -157,6 +157,27 @@ def load_spec(model: str | None, allow: list[str] | None = None, as_json: bool =
         raise SpecError([]) from None  # every problem is reported
 
 
+#: ``--json`` of params/tree repeats, on each path of a shared object, its other paths (SPEC's
+#: ``shared_with``): quadratic in the number of paths. Past this many entries it is refused.
+SHARED_WITH_LIMIT = 10_000_000
+
+
+def check_shared_with(path_lists: Iterable[list[str]], what: str, rows: str) -> None:
+    """Refuse (exit 2) a document whose ``shared_with`` lists would hold more than SHARED_WITH_LIMIT paths.
+    ``path_lists``: every path of each shared object, each list once."""
+    total, worst = 0, 0
+    for paths in path_lists:
+        total += len(paths) * (len(paths) - 1)
+        worst = max(worst, len(paths))
+    if total > SHARED_WITH_LIMIT:
+        raise UsageError.at(
+            None,
+            f"--json would repeat {total:,} paths under shared_with: one {what} is reached by {worst:,} paths, "
+            f"and each of its {rows} lists the other {worst - 1:,}",
+            "'netinspect shared --json' lists each group of paths once; the text output abbreviates",
+        )
+
+
 def make(
     model: str | None,
     device: str,
@@ -282,6 +303,7 @@ def tree(
 
     node = queries.tree(built)
     if as_json:
+        check_shared_with({id(n.paths): n.paths for n in queries.walk_tree(node)}.values(), "module", "nodes")
         render.emit_json({"model": built.spec.name, "device": str(built.device), "root": render.tree_json(node)})
     else:
         render.emit(render.tree_lines(built, node, depth, expand))
@@ -308,6 +330,7 @@ def params(
     target = queries.submodule(built.module, module) if module else built.module
     rows, totals = queries.params(target)
     if as_json:
+        check_shared_with({id(r.paths): r.paths for r in rows}.values(), "Parameter", "rows")
         render.emit_json(render.params_json(built, rows, totals))
     else:
         render.emit(render.params_lines(built, rows, totals, module))

@@ -53,10 +53,16 @@ class TreeNode:
     params_own: int
     params_total: int
     children: list[TreeNode] = field(default_factory=list)
-    shared_paths: list[str] = field(default_factory=list)  # other paths of the same module object
+    paths: list[str] = field(default_factory=list)  # every path of this module object (one list per object)
     tied: list[str] = field(default_factory=list)  # "weight = embed.weight" for own parameters tied by tie:
     frozen: bool = False
     signature: tuple[Any, ...] = ()
+
+    @property
+    def shared_paths(self) -> list[str]:
+        """The other paths of the same module object (built on demand: a module reused N times has N
+        nodes, and N lists of N - 1 paths would be quadratic)."""
+        return [p for p in self.paths if p != self.path] if len(self.paths) > 1 else []
 
 
 def _module_paths(root: nn.Module) -> dict[int, list[str]]:
@@ -97,7 +103,6 @@ def tree(built: Built) -> TreeNode:
     tied = built.tied_ids
     totals: dict[int, tuple[int, frozenset[int] | None]] = {}
     numel_of: dict[int, int] = {}
-    visits: dict[int, int] = {}  # module id -> occurrences already built (for shared_paths)
 
     def subtree_total(m: nn.Module) -> tuple[int, frozenset[int] | None]:
         # (unique count, the shared-param ids in the subtree, or None when there are none)
@@ -145,13 +150,8 @@ def tree(built: Built) -> TreeNode:
                 mine = f"{path}.{pname}" if path else pname
                 tied_text.append(" = ".join([pname] + [q for q in ppaths[id(p)] if q != mine]))
         total = c + (sum(numel_of[i] for i in s) if s else 0)
-        mine_paths = mpaths[id(m)]
-        others: list[str] = []
-        if len(mine_paths) > 1:
-            k = visits.get(id(m), 0)
-            visits[id(m)] = k + 1
-            others = mine_paths[:k] + mine_paths[k + 1 :]
-        node = TreeNode(name, path, type(m).__name__, m.extra_repr(), own, total, [], others, tied_text, bool(seen) and not trainable)
+        frozen = bool(seen) and not trainable
+        node = TreeNode(name, path, type(m).__name__, m.extra_repr(), own, total, [], mpaths[id(m)], tied_text, frozen)
         prefix = path + "." if path else ""
         children = node.children
         for cname, child in m._modules.items():
@@ -161,6 +161,15 @@ def tree(built: Built) -> TreeNode:
         return node
 
     return build_node("", "", root)
+
+
+def walk_tree(node: TreeNode) -> Iterator[TreeNode]:
+    """Every node, parents first (without recursion)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
 
 
 # --- params -------------------------------------------------------------------------------------
@@ -175,7 +184,12 @@ class ParamRow:
     requires_grad: bool
     numel: int
     grad: str
-    shared_with: list[str]
+    paths: list[str]  # every path of this Parameter (one list per Parameter)
+
+    @property
+    def shared_with(self) -> list[str]:
+        """The other paths of the same Parameter (built on demand, see TreeNode.shared_paths)."""
+        return [p for p in self.paths if p != self.name] if len(self.paths) > 1 else []
 
 
 @dataclass(slots=True)
@@ -192,30 +206,23 @@ class Totals:
 
 def params(module: nn.Module) -> tuple[list[ParamRow], Totals]:
     """One row per parameter path, and totals that count each Parameter once."""
-    named = list(module.named_parameters(remove_duplicate=False))
+    named = all_named_parameters(module)
     paths: dict[int, list[str]] = {}
     for name, p in named:
         paths.setdefault(id(p), []).append(name)
+    facts: dict[int, tuple[list[int], str, str, bool, int, str]] = {}
     rows: list[ParamRow] = []
     for name, p in named:
-        group = paths[id(p)]
-        rows.append(
-            ParamRow(
-                name,
-                shape_of(p),
-                dtype_name(p.dtype),
-                device_name(p),
-                bool(p.requires_grad),
-                p.numel(),
-                "none" if p.grad is None else "present",
-                [q for q in group if q != name],
-            )
-        )
+        f = facts.get(id(p))
+        if f is None:
+            grad = "none" if p.grad is None else "present"
+            f = facts[id(p)] = (shape_of(p), dtype_name(p.dtype), device_name(p), bool(p.requires_grad), p.numel(), grad)
+        rows.append(ParamRow(name, list(f[0]), f[1], f[2], f[3], f[4], f[5], paths[id(p)]))
     uniq = {id(p): p for _, p in named}
     bufs = {id(b): b for b in module.buffers()}
     totals = Totals(
         unique=sum(p.numel() for p in uniq.values()),
-        by_path=sum(p.numel() for _, p in named),
+        by_path=sum(r.numel for r in rows),
         trainable=sum(p.numel() for p in uniq.values() if p.requires_grad),
         frozen=sum(p.numel() for p in uniq.values() if not p.requires_grad),
         bytes=sum(p.numel() * p.element_size() for p in uniq.values()),

@@ -5,6 +5,7 @@ The only module that imports rich. Nothing here builds a model.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -120,8 +121,8 @@ def _label(node: Any) -> str:
     elif node.params_own:
         counts = f"{n(node.params_own)} params"
     marks = []
-    if node.shared_paths:
-        marks.append("shared: also at " + ", ".join(node.shared_paths[:3]) + (" …" if len(node.shared_paths) > 3 else ""))
+    if len(node.paths) > 1:
+        marks.append("shared: also at " + _others(node.paths, node.path))
     marks.extend(f"tied: {t}" for t in node.tied)
     if node.frozen:
         marks.append("frozen")
@@ -142,7 +143,7 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool) -> list[L
         while i < len(children):
             j = i + 1
             c = children[i]
-            while j < len(children) and not c.shared_paths and not children[j].shared_paths and children[j].signature == c.signature:
+            while j < len(children) and len(c.paths) == 1 and len(children[j].paths) == 1 and children[j].signature == c.signature:
                 j += 1
             if j - i >= 3:
                 out_runs.append((children[i:j], j - i))
@@ -174,6 +175,32 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool) -> list[L
 
     walk(root, "", 0)
     return out
+
+
+#: A group of more paths than this shows its first and last ones (``--json`` lists every path).
+SHOWN_PATHS = 4
+
+
+def _some(paths: list[str]) -> str:
+    """``a, b, c`` or, past SHOWN_PATHS, ``a, b, c and 1,997 more`` (``--json`` lists every path)."""
+    if len(paths) <= SHOWN_PATHS:
+        return ", ".join(paths)
+    return ", ".join(paths[: SHOWN_PATHS - 1]) + f" and {len(paths) - SHOWN_PATHS + 1:,} more"
+
+
+def _others(paths: list[str], me: str) -> str:
+    """``_some`` of the paths other than ``me``, without building that list (a Parameter reused N
+    times has N rows: N lists of N - 1 paths would be quadratic)."""
+    if len(paths) - 1 <= SHOWN_PATHS:
+        return ", ".join(p for p in paths if p != me)
+    shown = list(itertools.islice((p for p in paths if p != me), SHOWN_PATHS - 1))
+    return ", ".join(shown) + f" and {len(paths) - SHOWN_PATHS:,} more"
+
+
+def _joined_paths(paths: list[str]) -> str:
+    if len(paths) <= SHOWN_PATHS:
+        return " = ".join(paths)
+    return " = ".join([*paths[: SHOWN_PATHS - 1], "…", paths[-1]]) + f"  ({len(paths):,} paths)"
 
 
 # --- params -------------------------------------------------------------------------------------
@@ -210,7 +237,7 @@ def params_json(built: Any, rows: list[Any], totals: Any) -> dict[str, Any]:
 
 def params_lines(built: Any, rows: list[Any], totals: Any, module: str | None) -> list[Line]:
     headers = ("name", "shape", "dtype", "device", "requires_grad", "numel", "grad", "shared with")
-    body = [(r.name, shape(r.shape), r.dtype, r.device, str(r.requires_grad), n(r.numel), r.grad, ", ".join(r.shared_with)) for r in rows]
+    body = [(r.name, shape(r.shape), r.dtype, r.device, str(r.requires_grad), n(r.numel), r.grad, _others(r.paths, r.name)) for r in rows]
     title = built.spec.name + (f" · module {module}" if module else "")
     out: list[Line] = [(title, "bold")]
     out += table(headers, body, right={5})
@@ -278,16 +305,6 @@ def shared_json(built: Any, groups: list[Any], unique: int, by_path: int) -> dic
     }
 
 
-#: A group of more paths than this shows its first and last ones (``--json`` lists every path).
-SHOWN_PATHS = 4
-
-
-def _joined_paths(paths: list[str]) -> str:
-    if len(paths) <= SHOWN_PATHS:
-        return " = ".join(paths)
-    return " = ".join([*paths[: SHOWN_PATHS - 1], "…", paths[-1]]) + f"  ({len(paths):,} paths)"
-
-
 def shared_lines(built: Any, groups: list[Any], unique: int, by_path: int) -> list[Line]:
     out: list[Line] = [(built.spec.name, "bold")]
     if not groups:
@@ -335,7 +352,7 @@ def init_lines(built: Any, rows: list[Any], saved: Any) -> list[Line]:
     headers = ("name", "shape", "scheme", "mean", "std", "expected std", "min", "max", "zeros")
     body = [
         (
-            r.name + (" (= " + ", ".join(r.shared_with) + ")" if r.shared_with else ""),
+            r.name + (" (= " + _some(r.shared_with) + ")" if r.shared_with else ""),
             shape(r.shape),
             r.scheme or "(default)",
             fnum(r.mean),

@@ -4,6 +4,7 @@ the PyTorch code it must be equivalent to."""
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from pathlib import Path
 
@@ -244,9 +245,34 @@ def test_a_module_reused_many_times(cli: Cli, tmp_path: Path) -> None:
     doc = cli.json("shared", path)
     assert [g["paths"] for g in doc["groups"]] == tie_groups(ref)
     assert doc["groups"][0]["paths"] == [f"r{i}.weight" for i in range(6)]
+    tree = cli.json("tree", path)["root"]["children"]
+    assert [(c["path"], c["shared_with"]) for c in tree] == [(f"r{i}", [f"r{j}" for j in range(6) if j != i]) for i in range(6)]
+    assert "[shared: also at r0, r1, r3 and 2 more]" in cli.run("tree", path).stdout.splitlines()[3]  # r2's line
     text = cli.run("shared", path).stdout
     assert "r0.weight = r1.weight = r2.weight = … = r5.weight  (6 paths)" in text
     assert f"{unique_numel(ref)} unique · {6 * 20} by path ({5 * 20} counted again by naive tools)" in text
+
+
+def test_quadratic_shared_with_is_refused_past_a_limit(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC's shared_with repeats, on each path, the other paths: N paths to one object give N(N-1)
+    entries. Past the limit --json refuses (exit 2) and points at shared --json; text abbreviates."""
+    import netinspect.cli
+
+    children = "".join(f"    r{i}: {{ref: enc}}\n" for i in range(6))
+    path = write(tmp_path, "reuse.yaml", "netinspect: 1\nshared:\n  enc: Linear(4, 4)\nmodel:\n  sequential:\n" + children)
+    assert len(cli.json("params", path)["parameters"]) == 12  # 2 * 6 * 5 = 60 entries: under the limit
+    for command, entries, what in (("params", 60, "Parameter"), ("tree", 30, "module")):
+        monkeypatch.setattr(netinspect.cli, "SHARED_WITH_LIMIT", entries)
+        cli.json(command, path)  # at the limit
+        monkeypatch.setattr(netinspect.cli, "SHARED_WITH_LIMIT", entries - 1)
+        result = cli.run(command, path, "--json", code=2)
+        assert result.stdout == ""
+        (line,) = result.stderr.strip().splitlines()
+        error = json.loads(line)["error"]
+        assert f"would repeat {entries} paths under shared_with: one {what} is reached by 6 paths" in error["message"]
+        assert "shared --json" in error["hint"]
+    assert len(cli.json("shared", path)["groups"]) == 2
+    assert "and 2 more" in cli.run("params", path).stdout
 
 
 def test_shared_name_called_is_an_error(cli: Cli, tmp_path: Path) -> None:
