@@ -1,7 +1,8 @@
 """ModelSpec → ``nn.Module``: meta first, then materialise on the chosen device.
 
 The meta build checks every argument, shape and tie without allocating and gives the
-bytes the model needs. Materialisation then allocates (``to_empty``) and replays each
+bytes the model needs; it constructs each declaration once, and the further copies that
+``repeat`` makes are copies of that module's state (see ``_Recipe``). Materialisation then allocates (``to_empty``) and replays each
 module's own default init in construction order under ``torch.manual_seed(seed)``, so
 the values equal those of the equivalent plain PyTorch code. Ties made by ``tie:`` are
 re-applied and checked after every materialisation (``to_empty`` splits them).

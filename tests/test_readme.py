@@ -1,0 +1,52 @@
+"""The README's examples are real: every ``$ netinspect ...`` it shows prints what the README says."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Cli
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+# The file that the exit-codes section validates, and the figure that depends on the machine.
+BAD_YAML = "netinspect: 1\nmodel:\n  - Linaer(4, 8)\n  - ReLU\n  - Linear(8, 1, bais=True)\n"
+CODES = {"validate bad.yaml": 3, "params llama-70b": 4}
+AVAILABLE = int(19.3 * 2**30)  # "cpu has 19.3 GiB available" in the README
+
+
+def examples() -> list[tuple[str, str]]:
+    """(arguments, output) for each ``$ netinspect ARGS`` line of a fenced block, its output being
+    the lines up to the next ``$`` line or the end of the block."""
+    out: list[tuple[str, str]] = []
+    for block in re.findall(r"^```[a-z]*\n(.*?)^```", README, re.S | re.M):
+        command: str | None = None
+        lines: list[str] = []
+        for line in [*block.splitlines(), "$ end"]:
+            if line.startswith("$ "):
+                if command is not None:
+                    out.append((command, "\n".join(lines).strip("\n")))
+                command = line[len("$ netinspect ") :] if line.startswith("$ netinspect") else None
+                lines = []
+            elif command is not None:
+                lines.append(line)
+    return out
+
+
+EXAMPLES = examples()
+
+
+def test_the_readme_shows_examples() -> None:
+    shown = [c for c, _ in EXAMPLES]
+    assert len(shown) >= 8 and {"tree rgnet", "params tied", "shared tinylm", "validate bad.yaml"} <= set(shown)
+
+
+@pytest.mark.parametrize(("command", "expected"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
+def test_readme_example(cli: Cli, command: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(BAD_YAML, encoding="utf-8")
+    monkeypatch.setenv("NETINSPECT_AVAILABLE_BYTES", str(AVAILABLE))
+    result = cli.run(*shlex.split(command), code=CODES.get(command, 0))
+    assert (result.stdout + result.stderr).strip("\n") == expected
