@@ -241,7 +241,9 @@ class _Assembler:
                     m = cls(*decl.args, **dict(decl.kwargs))
                 except Exception as exc:
                     self.failed.add(id(decl))
-                    self.problems.add(decl.pos, f"{layers.call_text(cls, decl.args, decl.kwargs)} failed: {_exc_text(exc)}")
+                    bare = [a for a in (*decl.args, *(v for _, v in decl.kwargs)) if isinstance(a, str) and a in self.spec.names]
+                    hint = f"'{bare[0]}' is the string '{bare[0]}' here; write '${{{bare[0]}}}' for its value" if bare else None
+                    self.problems.add(decl.pos, f"{layers.call_text(cls, decl.args, decl.kwargs)} failed: {_exc_text(exc)}", hint)
                     return None
                 if self.protos is not None and _cloneable(m):
                     self.protos[id(decl)] = _Recipe(m)

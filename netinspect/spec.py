@@ -156,6 +156,9 @@ class ModelSpec:
     module_count: int
     dtype_pos: Pos | None = None
     block_names: tuple[str, ...] = ()
+    #: names an expression may use (vars and block parameters): a bare ``d`` in ``args:`` is the
+    #: string 'd', and a failed constructor call hints ``${d}``
+    names: tuple[str, ...] = ()
 
 
 _Result = tuple[Any, int, Union[str, None], Union[Pos, None]]
@@ -275,7 +278,9 @@ def parse_model(text: str, filename: str) -> ModelSpec:
     if ctx.problems:
         raise PartialSpecError(ctx.problems.items, ctx.leaves, tuple(ctx.blocks))
     assert model is not None
-    return ModelSpec(filename, name, doc, inputs, dtype, seed, tuple(shared), model, rules, ties, count, dtype_pos, tuple(ctx.blocks))
+    names = tuple(sorted({*ctx.vars, *(p for blk in ctx.blocks.values() for p in (*blk.params, *blk.required))}))
+    blocks = tuple(ctx.blocks)
+    return ModelSpec(filename, name, doc, inputs, dtype, seed, tuple(shared), model, rules, ties, count, dtype_pos, blocks, names)
 
 
 def parse_rules_file(text: str, filename: str) -> tuple[Rule, ...]:
