@@ -628,19 +628,22 @@ def allocate(roots: Sequence[nn.Module], device: torch.device) -> None:
     """
     memo: dict[int, torch.Tensor] = {}
     seen: set[int] = set()
+    empty = torch.empty
     for root in roots:
-        for m in root.modules():
+        for m in unique_modules(root):
             if id(m) in seen:
                 continue
             seen.add(id(m))
             for store, is_param in ((m._parameters, True), (m._buffers, False)):
+                if not store:
+                    continue
                 for name, t in store.items():
                     if t is None:
                         continue
                     new = memo.get(id(t))
                     if new is None:
-                        data = torch.empty(t.shape, dtype=t.dtype, device=device)
-                        new = nn.Parameter(data, requires_grad=t.requires_grad) if is_param else data
+                        data = empty(t.shape, dtype=t.dtype, device=device)
+                        new = nn.Parameter(data, t.requires_grad) if is_param else data
                         memo[id(t)] = new
                     store[name] = new  # type: ignore[assignment]
             if isinstance(m, nn.RNNBase):

@@ -353,8 +353,9 @@ def make_inputs(built: Built, specs: list[InputSpec]) -> list[torch.Tensor]:
     return out
 
 
-def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
-    """Run the model once with hooks that record each module's output shape; a failure names the module."""
+def forward(built: Built, specs: list[InputSpec], record: bool = True) -> ForwardResult:
+    """Run the model once with hooks that record each module's output shape (unless not ``record``:
+    validate only needs to know where it fails); a failure names the module and its input shapes."""
     root = built.module
     mpaths = _module_paths(root)
     calls_seen: dict[int, int] = {}
@@ -375,12 +376,13 @@ def forward(built: Built, specs: list[InputSpec]) -> ForwardResult:
         return ps[k % len(ps)]
 
     def pre(m: nn.Module, args: Any) -> None:
-        stack.append((m, path_of(m), _shape_tree(args)))
+        stack.append((m, path_of(m), args))  # shapes are read only if the call fails
 
     def post(m: nn.Module, args: Any, out: Any) -> None:
         if stack:
             _, path, _ = stack.pop()
-            records.append(ModuleCall(path, type(m).__name__, _shape_tree(out)))
+            if record:
+                records.append(ModuleCall(path, type(m).__name__, _shape_tree(out)))
 
     h1 = nn.modules.module.register_module_forward_pre_hook(pre)
     h2 = nn.modules.module.register_module_forward_hook(post)
@@ -424,16 +426,17 @@ def check_forward(built: Built) -> None:
         retie(built.ties)
         built.device = cpu
         with torch.no_grad():
-            forward(built, list(built.spec.inputs))
+            forward(built, list(built.spec.inputs), record=False)
         return
-    forward(built, list(built.spec.inputs))
+    forward(built, list(built.spec.inputs), record=False)
 
 
 def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception, inputs: list[torch.Tensor]) -> NetinspectError:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not stack:
         return RunFailure.at(None, f"forward failed: {type(exc).__name__}: {msg}")
-    m, path, shapes = stack[-1]
+    m, path, args = stack[-1]
+    shapes = _shape_tree(args)
     pos: Pos | None = None
     for mod, _, _ in reversed(stack):
         pos = built.origin.get(id(mod))
