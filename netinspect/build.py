@@ -155,6 +155,17 @@ def _cloneable(m: nn.Module) -> bool:
     return ok(m)
 
 
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every part alongside it, lists and dicts as tuples (hashable)."""
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(_typed(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple((k, _typed(v)) for k, v in value.items()))
+    if isinstance(value, float):
+        return (float, repr(value))  # -0.0 == 0.0, and nan != nan
+    return (type(value), value)
+
+
 class _Recipe:
     """How to make copies of a cloneable module (see ``_cloneable``) without running its ``__init__``:
     a fresh container for each container in its state, a fresh Parameter/buffer object for each of
@@ -197,9 +208,10 @@ class _Assembler:
 
     def __init__(self, spec: ModelSpec, classes: dict[int, type[nn.Module]], problems: Problems, clone: bool = False) -> None:
         self.spec = spec
-        #: Leaf declaration id -> the first module built from it, when copies of its state may stand
-        #: in for further constructions (meta builds: no values, so no random numbers to draw).
-        self.protos: dict[int, _Recipe] | None = {} if clone else None
+        #: (class, arguments) -> the first module built from them, when copies of its state may
+        #: stand in for further constructions (meta builds: no values, so no random numbers to draw).
+        self.protos: dict[Any, _Recipe] | None = {} if clone else None
+        self.keys: dict[int, Any] = {}  # Leaf id -> its key in protos (None: not hashable)
         self.classes = classes
         self.problems = problems
         self.created: list[nn.Module] = []
@@ -209,6 +221,18 @@ class _Assembler:
         self.shared: dict[str, nn.Module] = {}
         self.shared_decls = dict(spec.shared)
         self.failed: set[int] = set()
+
+    def _key(self, decl: Leaf, cls: type[nn.Module]) -> Any:
+        """What a construction depends on: the class and its arguments, each with its type (``1``,
+        ``1.0`` and ``True`` are equal in Python but not as constructor arguments)."""
+        if id(decl) not in self.keys:
+            try:
+                key: Any = (cls, _typed(decl.args), _typed(decl.kwargs))
+                hash(key)
+            except TypeError:
+                key = None
+            self.keys[id(decl)] = key
+        return self.keys[id(decl)]
 
     def run(self) -> nn.Module | None:
         for name, _ in self.spec.shared:
@@ -232,11 +256,12 @@ class _Assembler:
         if isinstance(decl, Leaf):
             if id(decl) in self.failed:
                 return None
-            recipe = self.protos.get(id(decl)) if self.protos is not None else None
+            cls = self.classes[id(decl)]
+            key = self._key(decl, cls) if self.protos is not None else None
+            recipe = self.protos.get(key) if self.protos is not None and key is not None else None
             if recipe is not None:
                 m = recipe.make()
             else:
-                cls = self.classes[id(decl)]
                 try:
                     m = cls(*decl.args, **dict(decl.kwargs))
                 except Exception as exc:
@@ -245,8 +270,8 @@ class _Assembler:
                     hint = f"'{bare[0]}' is the string '{bare[0]}' here; write '${{{bare[0]}}}' for its value" if bare else None
                     self.problems.add(decl.pos, f"{layers.call_text(cls, decl.args, decl.kwargs)} failed: {_exc_text(exc)}", hint)
                     return None
-                if self.protos is not None and _cloneable(m):
-                    self.protos[id(decl)] = _Recipe(m)
+                if self.protos is not None and key is not None and _cloneable(m):
+                    self.protos[key] = _Recipe(m)
             self.created.append(m)
         else:
             m = nn.Sequential()
@@ -287,6 +312,7 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
     decls = [spec.model] + [d for _, d in spec.shared]
     seen: set[int] = set()
     reported: set[tuple[str, str]] = set()
+    checked: dict[Any, type[nn.Module]] = {}  # the same call written on many lines is checked once
     for root in decls:
         for d in walk(root):
             if len(problems.items) >= Problems.CAP:
@@ -294,6 +320,14 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
             if not isinstance(d, Leaf) or id(d) in seen:
                 continue
             seen.add(id(d))
+            try:
+                call: Any = (d.type_name, _typed(d.args), _typed(d.kwargs))
+                known = checked.get(call)
+            except TypeError:  # unhashable
+                call, known = None, None
+            if known is not None:
+                classes[id(d)] = known
+                continue
             found = layers.resolve(d.type_name, allowed, d.pos, spec.block_names)
             if isinstance(found, Problem):
                 key = (found.message, str(d.pos))
@@ -311,6 +345,8 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
                 problems.extend([bad])
                 continue
             classes[id(d)] = found
+            if call is not None:
+                checked[call] = found
     problems.raise_if_any()
     return classes
 

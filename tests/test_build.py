@@ -459,6 +459,33 @@ def test_repeated_modules_equal_fresh_constructions(tmp_path: Path) -> None:
     assert mine[2][10]._flat_weights[0] is mine[2][10].weight_ih_l0  # LSTM keeps its own weights
 
 
+def test_equal_calls_on_different_lines_are_each_their_own_module(tmp_path: Path) -> None:
+    """Calls written out on many lines are copied from the first equal one on meta; 'equal' keeps
+    the types (0, 0.0, -0.0 and False are equal in Python, not in the module they build)."""
+    text = (
+        "netinspect: 1\nmodel:\n"
+        "  - Linear(4, 4)\n  - Linear(4,4)\n  - Linear(4, 4, True)\n  - Linear(4, 4, 1)\n"
+        "  - Dropout(0)\n  - Dropout(0.0)\n  - Dropout(-0.0)\n  - Dropout(False)\n"
+        "  - 'Unflatten(1, [2, 2])'\n  - 'Unflatten(1, (2, 2))'\n  - 'Unflatten(1, [2, 2])'\n"
+    )
+    path = write(tmp_path, "lines.yaml", text)
+
+    def ref() -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4, True), nn.Linear(4, 4, 1),  # type: ignore[arg-type]
+            nn.Dropout(0), nn.Dropout(0.0), nn.Dropout(-0.0), nn.Dropout(False),
+            nn.Unflatten(1, [2, 2]), nn.Unflatten(1, (2, 2)), nn.Unflatten(1, [2, 2]),
+        )  # fmt: skip
+
+    with torch.device("meta"):
+        meta_ref = ref()
+    mine = build(path, device="meta")
+    assert_same_state(mine, meta_ref)
+    assert str(mine) == str(meta_ref) and "p=-0.0" in str(mine) and "p=False" in str(mine)
+    assert mine[8].unflattened_size is not mine[10].unflattened_size  # a list of its own, as two calls give
+    assert_same_module(build(path), seeded(ref))
+
+
 def test_copies_are_made_only_of_self_contained_modules() -> None:
     from netinspect.build import _cloneable
 
