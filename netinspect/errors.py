@@ -107,14 +107,16 @@ class Problems:
 
     def __init__(self) -> None:
         self.items: list[Problem] = []
+        self._seen: set[str] = set()  # one line per problem, however often its place is expanded
 
     def add(self, pos: Pos | None, message: str, hint: str | None = None) -> None:
-        if len(self.items) < self.CAP:
-            self.items.append(Problem(message, pos, hint))
+        self.extend([Problem(message, pos, hint)])
 
     def extend(self, problems: Iterable[Problem]) -> None:
         for p in problems:
-            if len(self.items) < self.CAP:
+            line = p.format()
+            if len(self.items) < self.CAP and line not in self._seen:
+                self._seen.add(line)
                 self.items.append(p)
 
     def __bool__(self) -> bool:

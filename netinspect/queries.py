@@ -157,7 +157,12 @@ def tree(built: Built) -> TreeNode:
         for cname, child in m._modules.items():
             if child is not None:
                 children.append(build_node(cname, prefix + cname, child))
-        node.signature = (node.type, node.args, own, total, tuple((c.name, c.signature) for c in children))
+        # what the text tree folds runs of identical siblings by: structure, counts, markers, and
+        # which module object a reused node is (so cells that reuse one module never fold with
+        # cells that own theirs)
+        reused = id(m) if len(node.paths) > 1 else None
+        kids = tuple((c.name, c.signature) for c in children)
+        node.signature = (node.type, node.args, own, total, frozen, tuple(tied_text), reused, kids)
         return node
 
     return build_node("", "", root)

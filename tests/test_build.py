@@ -754,3 +754,57 @@ def test_a_scheme_that_misfits_many_parameters_is_one_error_per_kind(cli: Cli, t
     assert "('5.weight', shape [6])" in lines[1] and "more" not in lines[1]
     assert all("hint: restrict the rule with types: [Linear]" in line for line in lines)
     cli.run("init", path, "--scheme", "xavier", "--types", "Linear")  # the hint works
+
+
+FOLDS = """\
+netinspect: 1
+shared:
+  proj: Linear(4, 4)
+blocks:
+  own:
+    body: ["Linear(4, 4)", ReLU]
+  reusing:
+    body: [{ref: proj}, ReLU]
+model:
+  - use: own
+    repeat: 3
+    name: "own{i}"
+  - use: reusing
+    repeat: 3
+    name: "reuse{i}"
+  - use: own
+    repeat: 3
+    name: "frozen{i}"
+    frozen: true
+  - use: own
+    repeat: 2
+    name: "pair{i}"
+"""
+
+
+def test_tree_folds_only_siblings_that_are_alike(cli: Cli, tmp_path: Path) -> None:
+    """Runs of 3+ siblings fold when their structure, counts, sharing and markers agree: cells that
+    reuse one module, or frozen cells, never fold with cells that own trainable ones."""
+    path = write(tmp_path, "folds.yaml", FOLDS)
+
+    def ref() -> nn.Module:
+        proj = nn.Linear(4, 4)
+        cells = OrderedDict((f"own{i}", nn.Sequential(nn.Linear(4, 4), nn.ReLU())) for i in range(3))
+        cells.update((f"reuse{i}", nn.Sequential(proj, nn.ReLU())) for i in range(3))
+        cells.update((f"frozen{i}", nn.Sequential(nn.Linear(4, 4), nn.ReLU()).requires_grad_(False)) for i in range(3))
+        cells.update((f"pair{i}", nn.Sequential(nn.Linear(4, 4), nn.ReLU())) for i in range(2))
+        return nn.Sequential(cells)
+
+    want = seeded(ref)
+    assert_same_module(build(path), want)
+    lines = cli.run("tree", path).stdout.splitlines()
+    each = unique_numel(want.own0)
+    assert f"├── (own0 … own2): ×3 identical Sequential, {each} params each" in lines
+    assert f"├── (reuse0 … reuse2): ×3 identical Sequential, {each} params each" in lines
+    assert f"├── (frozen0 … frozen2): ×3 identical Sequential, {each} params each" in lines
+    assert any(line.endswith("[shared: also at reuse1.0, reuse2.0]") for line in lines)
+    assert any(line.endswith("[frozen]") for line in lines)
+    assert sum("(pair" in line for line in lines) == 2  # two alike do not fold
+    assert f"· {unique_numel(want)} params" in lines[0]
+    expanded = cli.run("tree", path, "--expand").stdout
+    assert "×" not in expanded and all(f"({name})" in expanded for name, _ in want.named_children())
