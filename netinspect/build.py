@@ -1,10 +1,11 @@
 """ModelSpec → ``nn.Module``: meta first, then materialise on the chosen device.
 
 The meta build checks every argument, shape and tie without allocating and gives the
-bytes the model needs; it constructs each declaration once, and the further copies that
-``repeat`` makes are copies of that module's state (see ``_Recipe``). Materialisation then allocates (``to_empty``) and replays each
-module's own default init in construction order under ``torch.manual_seed(seed)``, so
-the values equal those of the equivalent plain PyTorch code. Ties made by ``tie:`` are
+bytes the model needs; it constructs each distinct call once, and further equal calls
+(``repeat`` copies, equal lines) are copies of that module's state (see ``_Recipe``).
+Materialisation then allocates and replays each module's own default init in construction
+order under ``torch.manual_seed(seed)``, so the values equal those of the equivalent plain
+PyTorch code. Ties made by ``tie:`` are
 re-applied and checked after every materialisation (``to_empty`` splits them).
 """
 
@@ -99,7 +100,7 @@ def no_init() -> Iterator[None]:
             setattr(init, n, f)
 
 
-_PLAIN_TYPES = (type(None), bool, int, float, complex, str, torch.dtype, torch.device, types.FunctionType, types.BuiltinFunctionType)
+_PLAIN_TYPES = (type(None), bool, int, float, complex, str, torch.dtype, torch.device, types.BuiltinFunctionType)
 _TENSOR_STORES = ("_parameters", "_buffers", "_modules")
 _CONTAINERS = (dict, OrderedDict, set, list)
 
@@ -128,7 +129,7 @@ def _cloneable(m: nn.Module) -> bool:
         for key, value in m.__dict__.items():
             if key in _TENSOR_STORES:
                 continue
-            if isinstance(value, dict) and type(value) in _CONTAINERS:
+            if type(value) in (dict, OrderedDict):
                 if not all(_plain(k, False) and _plain(v, False) for k, v in value.items()):
                     return False
             elif type(value) is set:
@@ -136,14 +137,13 @@ def _cloneable(m: nn.Module) -> bool:
                     return False
             elif not _plain(value):
                 return False
-        for t in (*m._parameters.values(), *m._buffers.values()):
-            if t is None:
-                continue
-            if type(t) not in (nn.Parameter, torch.Tensor) or t.__dict__ or id(t) in seen:
-                return False
-            seen.add(id(t))
-        if any(type(t) is nn.Parameter for t in m._buffers.values()):
-            return False
+        for store, kind in ((m._parameters, nn.Parameter), (m._buffers, torch.Tensor)):
+            for t in store.values():
+                if t is None:
+                    continue
+                if type(t) is not kind or t.__dict__ or id(t) in seen:
+                    return False
+                seen.add(id(t))
         for sub in m._modules.values():
             if sub is None:
                 continue
@@ -153,6 +153,17 @@ def _cloneable(m: nn.Module) -> bool:
         return True
 
     return ok(m)
+
+
+def _call_key(decl: Leaf) -> Any:
+    """What a construction depends on besides the class: the arguments, each with its type (``1``,
+    ``1.0`` and ``True`` are equal in Python but not as constructor arguments); None if unhashable."""
+    key = (_typed(decl.args), _typed(decl.kwargs))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _typed(value: Any) -> Any:
@@ -223,15 +234,9 @@ class _Assembler:
         self.failed: set[int] = set()
 
     def _key(self, decl: Leaf, cls: type[nn.Module]) -> Any:
-        """What a construction depends on: the class and its arguments, each with its type (``1``,
-        ``1.0`` and ``True`` are equal in Python but not as constructor arguments)."""
         if id(decl) not in self.keys:
-            try:
-                key: Any = (cls, _typed(decl.args), _typed(decl.kwargs))
-                hash(key)
-            except TypeError:
-                key = None
-            self.keys[id(decl)] = key
+            args = _call_key(decl)
+            self.keys[id(decl)] = None if args is None else (cls, args)
         return self.keys[id(decl)]
 
     def run(self) -> nn.Module | None:
@@ -311,7 +316,6 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
     classes: dict[int, type[nn.Module]] = {}
     decls = [spec.model] + [d for _, d in spec.shared]
     seen: set[int] = set()
-    reported: set[tuple[str, str]] = set()
     checked: dict[Any, type[nn.Module]] = {}  # the same call written on many lines is checked once
     for root in decls:
         for d in walk(root):
@@ -320,20 +324,15 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
             if not isinstance(d, Leaf) or id(d) in seen:
                 continue
             seen.add(id(d))
-            try:
-                call: Any = (d.type_name, _typed(d.args), _typed(d.kwargs))
-                known = checked.get(call)
-            except TypeError:  # unhashable
-                call, known = None, None
+            args = _call_key(d)
+            call = None if args is None else (d.type_name, args)
+            known = checked.get(call) if call is not None else None
             if known is not None:
                 classes[id(d)] = known
                 continue
             found = layers.resolve(d.type_name, allowed, d.pos, spec.block_names)
             if isinstance(found, Problem):
-                key = (found.message, str(d.pos))
-                if key not in reported:
-                    reported.add(key)
-                    problems.extend([found])
+                problems.extend([found])  # Problems keeps one line per problem
                 continue
             if found.__name__.startswith("Lazy"):
                 problems.add(
@@ -629,8 +628,7 @@ def _materialise(built: Built, asm: _Assembler, progress: Callable[[str, int, in
     root = built.module
     for b in built.ties:
         setattr(b.owner, b.attr, b.original)
-    roots = [root] + [m for m in asm.shared.values() if not any(m is x for x in root.modules())]
-    allocate(roots, built.device)
+    allocate([root, *asm.shared.values()], built.device)  # each module once, whichever root reaches it
     if not init:
         retie(built.ties)
         return
