@@ -352,7 +352,7 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
 
 def _param_paths(root: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     out: dict[str, tuple[nn.Module, str]] = {}
-    for mpath, m in root.named_modules(remove_duplicate=False):
+    for mpath, m in all_named_modules(root):
         for pname in m._parameters:
             if m._parameters[pname] is not None:
                 out[f"{mpath}.{pname}" if mpath else pname] = (m, pname)

@@ -65,13 +65,6 @@ class TreeNode:
         return [p for p in self.paths if p != self.path] if len(self.paths) > 1 else []
 
 
-def _module_paths(root: nn.Module) -> dict[int, list[str]]:
-    paths: dict[int, list[str]] = {}
-    for p, m in all_named_modules(root):
-        paths.setdefault(id(m), []).append(p)
-    return paths
-
-
 def all_named_parameters(root: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """``root.named_parameters(remove_duplicate=False)`` as a list (same paths, same order)."""
     out: list[tuple[str, nn.Parameter]] = []
@@ -82,16 +75,9 @@ def all_named_parameters(root: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return out
 
 
-def param_paths(root: nn.Module) -> dict[int, list[str]]:
-    """id(param) → every path of that Parameter, in ``named_parameters(remove_duplicate=False)`` order."""
-    out: dict[int, list[str]] = {}
-    for name, p in all_named_parameters(root):
-        out.setdefault(id(p), []).append(name)
-    return out
-
-
-def tree(built: Built) -> TreeNode:
-    root = built.module
+def object_paths(root: nn.Module) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """id(module) → every path of that module, id(param) → every path of that Parameter, in
+    ``named_modules`` / ``named_parameters(remove_duplicate=False)`` order (one walk)."""
     mpaths: dict[int, list[str]] = {}
     ppaths: dict[int, list[str]] = {}
     for mpath, m in all_named_modules(root):
@@ -99,6 +85,12 @@ def tree(built: Built) -> TreeNode:
         for pname, p in m._parameters.items():
             if p is not None:
                 ppaths.setdefault(id(p), []).append(f"{mpath}.{pname}" if mpath else pname)
+    return mpaths, ppaths
+
+
+def tree(built: Built) -> TreeNode:
+    root = built.module
+    mpaths, ppaths = object_paths(root)
     multi = {pid for pid, ps in ppaths.items() if len(ps) > 1}
     tied = built.tied_ids
     totals: dict[int, tuple[int, frozenset[int] | None]] = {}
@@ -362,7 +354,7 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True) -> Forwar
     """Run the model once with hooks that record each module's output shape (unless not ``record``:
     validate only needs to know where it fails); a failure names the module and its input shapes."""
     root = built.module
-    mpaths = _module_paths(root)
+    mpaths, _ = object_paths(root)
     calls_seen: dict[int, int] = {}
     stack: list[tuple[nn.Module, str, Any]] = []
     records: list[ModuleCall] = []
@@ -411,29 +403,20 @@ CPU_CHECK_BYTES = 64 << 20
 def input_bytes(built: Built, specs: list[InputSpec]) -> int:
     from .layers import DTYPES
 
-    total = 0
-    for s in specs:
-        dt = DTYPES[s.dtype] if s.dtype else built.dtype
-        numel = 1
-        for d in s.shape:
-            numel *= d
-        total += numel * torch.empty((), dtype=dt, device="meta").element_size()
-    return total
+    return sum(math.prod(s.shape) * (DTYPES[s.dtype] if s.dtype else built.dtype).itemsize for s in specs)
 
 
 def check_forward(built: Built) -> None:
     """Run the file's ``input:`` through a meta-built model to check shapes (validate)."""
-    if built.bytes_needed + input_bytes(built, list(built.spec.inputs)) <= CPU_CHECK_BYTES:
+    specs = list(built.spec.inputs)
+    if built.bytes_needed + input_bytes(built, specs) <= CPU_CHECK_BYTES:
         from .build import allocate, retie
 
-        cpu = torch.device("cpu")
-        allocate([built.module], cpu)
+        built.device = torch.device("cpu")
+        allocate([built.module], built.device)
         retie(built.ties)
-        built.device = cpu
-        with torch.no_grad():
-            forward(built, list(built.spec.inputs), record=False)
-        return
-    forward(built, list(built.spec.inputs), record=False)
+    with torch.no_grad():
+        forward(built, specs, record=False)
 
 
 def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception, inputs: list[torch.Tensor]) -> NetinspectError:
@@ -461,7 +444,7 @@ def _fmt_shapes(shapes: Any) -> str:
 
 def iter_unique_params(module: nn.Module) -> Iterator[tuple[str, nn.Parameter, list[str]]]:
     """(first path, parameter, other paths) for each distinct Parameter."""
-    paths = param_paths(module)
+    _, paths = object_paths(module)
     seen: set[int] = set()
     for name, p in all_named_parameters(module):
         if id(p) in seen:

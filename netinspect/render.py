@@ -181,20 +181,18 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool) -> list[L
 SHOWN_PATHS = 4
 
 
-def _some(paths: list[str]) -> str:
-    """``a, b, c`` or, past SHOWN_PATHS, ``a, b, c and 1,997 more`` (``--json`` lists every path)."""
-    if len(paths) <= SHOWN_PATHS:
-        return ", ".join(paths)
-    return ", ".join(paths[: SHOWN_PATHS - 1]) + f" and {len(paths) - SHOWN_PATHS + 1:,} more"
+def _some(paths: Iterable[str], count: int) -> str:
+    """``a, b, c`` or, past SHOWN_PATHS of the ``count`` paths, ``a, b, c and 1,997 more``
+    (``--json`` lists every path). Reads only the paths it shows."""
+    shown = list(itertools.islice(paths, count if count <= SHOWN_PATHS else SHOWN_PATHS - 1))
+    more = count - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more else "")
 
 
 def _others(paths: list[str], me: str) -> str:
     """``_some`` of the paths other than ``me``, without building that list (a Parameter reused N
     times has N rows: N lists of N - 1 paths would be quadratic)."""
-    if len(paths) - 1 <= SHOWN_PATHS:
-        return ", ".join(p for p in paths if p != me)
-    shown = list(itertools.islice((p for p in paths if p != me), SHOWN_PATHS - 1))
-    return ", ".join(shown) + f" and {len(paths) - SHOWN_PATHS:,} more"
+    return _some((p for p in paths if p != me), len(paths) - 1)
 
 
 def _joined_paths(paths: list[str]) -> str:
@@ -352,7 +350,7 @@ def init_lines(built: Any, rows: list[Any], saved: Any) -> list[Line]:
     headers = ("name", "shape", "scheme", "mean", "std", "expected std", "min", "max", "zeros")
     body = [
         (
-            r.name + (" (= " + _some(r.shared_with) + ")" if r.shared_with else ""),
+            r.name + (" (= " + _some(r.shared_with, len(r.shared_with)) + ")" if r.shared_with else ""),
             shape(r.shape),
             r.scheme or "(default)",
             fnum(r.mean),
