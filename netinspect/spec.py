@@ -9,10 +9,11 @@ are collected and raised together as one ``SpecError``.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -161,7 +162,7 @@ class ModelSpec:
     names: tuple[str, ...] = ()
 
 
-_Result = tuple[Any, int, Union[str, None], Union[Pos, None]]
+_Result = tuple[Union[Decl, None], int, Union[str, None], Union[Pos, None]]  # (decl, repeat, name template, name position)
 
 
 @dataclass(slots=True)
@@ -594,17 +595,23 @@ def _node(ctx: _Ctx, node: YNode, local: Mapping[str, Any], stack: tuple[str, ..
 
     A YAML node reached again (an alias) in the same scope gives the same Decl without a second
     expansion, so that aliases cannot multiply the work."""
-    key = (id(node), id(local), False)
+    return _memoised(ctx, node, local, False, depth, lambda: (_node_fresh(ctx, node, local, stack, depth), 1, None, None))[0]
+
+
+def _memoised(ctx: _Ctx, node: YNode, local: Mapping[str, Any], as_item: bool, depth: int, expand: Callable[[], _Result]) -> _Result:
+    """``expand()`` once per (YAML node, scope, list item or not); a later hit is refused only if
+    its subtree, placed at ``depth`` (the depth of its root module), would pass MAX_DEPTH."""
+    key = (id(node), id(local), as_item)
     hit = ctx.node_memo.get(key)
-    if hit is not None:
-        decl: Decl | None = hit[0][0]
-        if decl is not None and depth + _height(decl, ctx.heights) - 1 > MAX_DEPTH:
-            _too_deep(ctx, node)
-            return None
-        return decl
-    decl = _node_fresh(ctx, node, local, stack, depth)
-    ctx.node_memo[key] = ((decl, 1, None, None), node, local)
-    return decl
+    if hit is None:
+        result = expand()
+        ctx.node_memo[key] = (result, node, local)  # node and scope kept alive: their ids stay theirs
+        return result
+    result = hit[0]
+    if result[0] is not None and depth + _height(result[0], ctx.heights) - 1 > MAX_DEPTH:
+        _too_deep(ctx, node)
+        return (None, 1, None, None)
+    return result
 
 
 def _height(decl: Decl, memo: dict[int, int]) -> int:
@@ -859,17 +866,8 @@ def _list_node(ctx: _Ctx, node: YSeq, local: Mapping[str, Any], stack: tuple[str
             continue
         i += 1
         if isinstance(item, YMap):
-            key = (id(item), id(local), True)
-            hit = ctx.node_memo.get(key)
-            if hit is None:
-                result = _map_node(ctx, item, local, stack, depth + 1, allow_repeat=True)
-                ctx.node_memo[key] = (result, item, local)
-            else:
-                result = hit[0]
-                if result[0] is not None and depth + _height(result[0], ctx.heights) > MAX_DEPTH:
-                    _too_deep(ctx, item)
-                    result = (None, 1, None, None)
-            decl, repeat, template, name_pos = result
+            expand = functools.partial(_map_node, ctx, item, local, stack, depth + 1, allow_repeat=True)
+            decl, repeat, template, name_pos = _memoised(ctx, item, local, True, depth + 1, expand)
         else:
             decl, repeat, template, name_pos = _node(ctx, item, local, stack, depth + 1), 1, None, None
         if decl is None:
@@ -969,10 +967,7 @@ def _call_node(ctx: _Ctx, node: YScalar, local: Mapping[str, Any], stack: tuple[
         call = parse_call(text)
     except ExprError as exc:
         hint = exc.hint
-        head = text.split("(", 1)[0].strip().removeprefix("torch.").removeprefix("nn.")
-        if head in CONTAINERS:
-            hint = "write a list, or sequential: [...] / sequential: {name: NODE}"
-            ctx.problems.add(node.pos, f"'{head}' is a container and is not written as a call", hint)
+        if _container_call(ctx, text.split("(", 1)[0].strip(), node.pos):
             return None
         if text.count("(") != text.count(")"):
             hint = "YAML splits flow lists at commas: quote call strings with commas inside [...]"
@@ -1001,20 +996,26 @@ def _leaf_from_call(ctx: _Ctx, call: CallExpr, node: YScalar, scope: Mapping[str
 def _resolve_call(
     ctx: _Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], pos: Pos, stack: tuple[str, ...], depth: int, has_args: bool
 ) -> Decl | None:
-    short = name.removeprefix("torch.").removeprefix("nn.")
     if name in ctx.blocks:
         return _block_instance(ctx, name, args, kwargs, pos, stack, depth, None)
     if name in ctx.shared_names:
         ctx.problems.add(pos, f"'{name}' is a shared module, not a class", f"write ref: {name} (the same module) ")
         return None
-    if short in CONTAINERS:
-        ctx.problems.add(
-            pos, f"'{short}' is a container and is not written as a call", "write a list, or sequential: [...] / sequential: {name: NODE}"
-        )
+    if _container_call(ctx, name, pos):
         return None
     leaf = Leaf(name, args, tuple(kwargs.items()), pos)
     ctx.leaves.append(leaf)
     return leaf
+
+
+def _container_call(ctx: _Ctx, name: str, pos: Pos) -> bool:
+    """Report (and say True for) ``Sequential(...)`` and the like, which are not written as calls."""
+    short = name.removeprefix("torch.").removeprefix("nn.")
+    if short not in CONTAINERS:
+        return False
+    hint = "write a list, or sequential: [...] / sequential: {name: NODE}"
+    ctx.problems.add(pos, f"'{short}' is a container and is not written as a call", hint)
+    return True
 
 
 def _block_instance(

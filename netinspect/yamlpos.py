@@ -106,30 +106,30 @@ class _Frame:
         self.merges: list[tuple[Pos, YNode]] = []
 
 
-_REFUSED = object()
+@functools.lru_cache(maxsize=4096)
+def _tag(tag: str | None, text: str, implicit: tuple[bool, bool]) -> str:
+    """The scalar's tag, resolved as YAML's safe loader would when it is implicit."""
+    if tag is None or tag == "!":
+        return str(_resolver.resolve(yaml.ScalarNode, text, implicit))  # type: ignore[no-untyped-call]
+    return tag
 
 
 @functools.lru_cache(maxsize=4096)
-def _scalar_value(tag: str | None, text: str, implicit: tuple[bool, bool]) -> tuple[str, Any]:
-    """(resolved tag, value) of a scalar; the value is _REFUSED for a tag model files may not use.
-    Cached: a model file repeats the same scalars (``ReLU``, ``Linear(16, 16)``) many times, and
+def _value(tag: str, text: str) -> Any:
+    """Cached: a model file repeats the same scalars (``ReLU``, ``Linear(16, 16)``) many times, and
     every value a safe scalar tag constructs is immutable."""
-    if tag is None or tag == "!":
-        tag = _resolver.resolve(yaml.ScalarNode, text, implicit)  # type: ignore[no-untyped-call]
-    if tag not in _SCALAR_TAGS:
-        return tag, _REFUSED
-    return tag, _constructor.construct_object(yaml.ScalarNode(tag, text))
+    return _constructor.construct_object(yaml.ScalarNode(tag, text))
 
 
 def _scalar(event: Any, filename: str) -> YScalar:
     pos = _pos(filename, event.start_mark)
-    try:
-        tag, value = _scalar_value(event.tag, event.value, event.implicit)
-    except (ValueError, yaml.YAMLError) as exc:
-        tag = event.tag if event.tag not in (None, "!") else _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
-        raise SpecError.at(pos, f"bad {tag.replace(_CORE, '')} value {event.value!r}: {exc}") from None
-    if value is _REFUSED:
+    tag = _tag(event.tag, event.value, event.implicit)
+    if tag not in _SCALAR_TAGS:
         raise SpecError.at(pos, f"YAML tag '{tag.replace(_CORE, '!!')}' is not allowed", "model files are plain data; remove the tag")
+    try:
+        value = _value(tag, event.value)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SpecError.at(pos, f"bad {tag.replace(_CORE, '')} value {event.value!r}: {exc}") from None
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
         raise SpecError.at(pos, "integer out of range (limit 2**63)")
     return YScalar(value, pos, quoted=event.style in ("'", '"'))
