@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 import typer
 
 from . import __version__
-from .errors import ExitCode, NetinspectError, Pos, Problem, SpecError, UsageError, did_you_mean
+from .errors import ExitCode, NetinspectError, Pos, Problem, Problems, SpecError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from .build import Built
-    from .spec import ModelSpec, Rule
+    from .spec import ModelSpec, PartialSpecError, Rule
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -585,26 +585,19 @@ def validate(
         raise typer.Exit(int(ExitCode.INVALID))
 
 
-def _class_problems(exc: SpecError, allow: list[str] | None) -> list[Problem]:
+def _class_problems(exc: PartialSpecError, allow: list[str] | None) -> list[Problem]:
     """After spec errors, the unknown classes and bad arguments of the calls that did parse."""
-    from .spec import PartialSpecError
-
-    if not isinstance(exc, PartialSpecError) or not exc.leaves:
-        return []
     from .layers import check_args, parse_allow, resolve
 
     allowed = parse_allow(allow or [])
-    out: list[Problem] = []
-    seen = {(p.message, str(p.pos)) for p in exc.problems}
+    problems = Problems()  # one line per problem, up to its cap, counting those already reported
+    problems.extend(exc.problems)
     for leaf in exc.leaves:
-        if len(out) + len(exc.problems) >= 50:
-            break
         found = resolve(leaf.type_name, allowed, leaf.pos, exc.block_names)
         problem = found if isinstance(found, Problem) else check_args(found, leaf.args, dict(leaf.kwargs), leaf.pos)
-        if problem is not None and (problem.message, str(problem.pos)) not in seen:
-            seen.add((problem.message, str(problem.pos)))
-            out.append(problem)
-    return out
+        if problem is not None:
+            problems.extend([problem])
+    return problems.items[len(exc.problems) :]
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

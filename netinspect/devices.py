@@ -81,9 +81,9 @@ def check_fits(needed: int, device: torch.device, what: str = "the model") -> No
     """Refuse, before allocating, what the device cannot hold."""
     free = available_bytes(device)
     if free is not None and needed > free:
-        kind = "of parameters and buffers" if what == "the model" else ""
+        of = " of parameters and buffers" if what == "the model" else ""
         raise DeviceError.at(
             None,
-            f"{what} needs {human_bytes(needed)} ({needed:,} bytes) {kind}".rstrip() + f", but {device} has {human_bytes(free)} available",
+            f"{what} needs {human_bytes(needed)} ({needed:,} bytes){of}, but {device} has {human_bytes(free)} available",
             "inspect it without allocating: --device meta (or a smaller --dtype)",
         )
