@@ -419,6 +419,17 @@ def config_texts() -> dict[str, str]:
     return {p.stem: p.read_text(encoding="utf-8") for p in sorted(CONFIGS.glob("*.yaml"))}
 
 
+def _edit(items: list[str], i: int, op: str, rnd: random.Random) -> None:
+    """``del_*``, ``dup_*`` or ``swap_*`` the item at ``i`` (a line or a token)."""
+    if op.startswith("del"):
+        del items[i]
+    elif op.startswith("dup"):
+        items.insert(i, items[i])
+    else:
+        j = rnd.randrange(len(items))
+        items[i], items[j] = items[j], items[i]
+
+
 def mutate(text: str, rnd: random.Random, rounds: int | None = None) -> str:
     """Apply 1-3 random edits: delete/duplicate/swap lines or tokens, insert characters, bump numbers."""
     for _ in range(rounds or rnd.randint(1, 3)):
@@ -426,13 +437,8 @@ def mutate(text: str, rnd: random.Random, rounds: int | None = None) -> str:
         lines = text.splitlines(keepends=True)
         if op in ("del_line", "dup_line", "swap_lines", "indent") and lines:
             i = rnd.randrange(len(lines))
-            if op == "del_line":
-                del lines[i]
-            elif op == "dup_line":
-                lines.insert(i, lines[i])
-            elif op == "swap_lines":
-                j = rnd.randrange(len(lines))
-                lines[i], lines[j] = lines[j], lines[i]
+            if op != "indent":
+                _edit(lines, i, op, rnd)
             else:
                 lines[i] = rnd.choice(["", " ", "  ", "\t"]) + lines[i].lstrip(" ") if rnd.random() < 0.5 else " " + lines[i]
             text = "".join(lines)
@@ -442,13 +448,8 @@ def mutate(text: str, rnd: random.Random, rounds: int | None = None) -> str:
             text = rnd.choice(INSERTS)
             continue
         i = rnd.randrange(len(tokens))
-        if op == "del_token":
-            del tokens[i]
-        elif op == "dup_token":
-            tokens.insert(i, tokens[i])
-        elif op == "swap_tokens":
-            j = rnd.randrange(len(tokens))
-            tokens[i], tokens[j] = tokens[j], tokens[i]
+        if op in ("del_token", "dup_token", "swap_tokens"):
+            _edit(tokens, i, op, rnd)
         elif op == "class":
             names = [k for k, t in enumerate(tokens) if t[:1].isupper() and t.isidentifier()]
             if names:
