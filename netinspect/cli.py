@@ -11,18 +11,19 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
-from . import __version__
-from .errors import ExitCode, NetinspectError, Pos, Problem, Problems, SpecError, UsageError, did_you_mean
+from . import __version__, session
+from .errors import ExitCode, NetinspectError, Problem, SpecError, UsageError, did_you_mean
+from .session import BuildOptions
 
 if TYPE_CHECKING:
     from .build import Built
-    from .spec import ModelSpec, PartialSpecError, Rule
+    from .spec import ModelSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,16 +69,16 @@ ModuleOpt = Annotated[
     typer.Option("--module", "-m", help="Only this submodule (names relative to it), e.g. 0 or 0.block1.", show_default=False),
 ]
 
-CONFIG_DIRS = (Path(__file__).parent / "configs", Path(__file__).parent.parent / "configs")
-
 
 # --- errors and exit codes ----------------------------------------------------------------------
 
 
-def report(problems: list[Problem], as_json: bool) -> None:
+def report(problems: list[Problem], as_json: bool, level: str = "error") -> None:
+    """One line per problem on stderr: ``FILE:LINE:COL: error: ...``, or with --json ``{"error": {...}}``."""
     for p in problems:
-        line = json.dumps({"error": p.as_json()}) if as_json else p.format()
+        line = json.dumps({level: p.as_json()}) if as_json else p.format(level)
         sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def handled(func: F) -> F:
@@ -117,111 +118,20 @@ def handled(func: F) -> F:
 # --- model loading ------------------------------------------------------------------------------
 
 
-def config_names() -> dict[str, Path]:
-    for d in CONFIG_DIRS:
-        if d.is_dir():
-            return {p.stem: p for p in sorted(d.glob("*.yaml"))}
-    return {}
+def _options(device: str, dtype: str | None, seed: int | None, allow: list[str] | None, **more: Any) -> BuildOptions:
+    return BuildOptions(device=device, dtype=dtype, seed=seed, allow=tuple(allow or ()), **more)
 
 
-def model_path(model: str | None) -> str:
-    """A path for MODEL: an existing file, or a built-in config name."""
-    name = model or "mlp"
-    if model is not None and (os.path.exists(name) or os.sep in name or name.endswith((".yaml", ".yml"))):
-        return name
-    configs = config_names()
-    if name in configs:
-        return str(configs[name])
-    raise UsageError.at(
-        None,
-        f"no model file or built-in config named {name!r}",
-        did_you_mean(name, configs) or "`netinspect configs` lists the built-in ones",
-    )
-
-
-def load_spec(model: str | None, allow: list[str] | None = None, as_json: bool = False) -> ModelSpec:
-    """Parse a model file without torch. On errors, report them at once; then, if some module calls
-    did parse, import torch to report their unknown classes and bad arguments too (all in one run)."""
-    from .spec import PartialSpecError, parse_model, read_model_text
-
-    path = model_path(model)
-    text, shown = read_model_text(path)
-    try:
-        return parse_model(text, shown)
-    except PartialSpecError as exc:
-        if not exc.leaves:
-            raise
-        report(exc.problems, as_json)
-        sys.stderr.flush()
-        report(_class_problems(exc, allow), as_json)
-        raise SpecError([]) from None  # every problem is reported
-
-
-#: ``--json`` of params/tree repeats, on each path of a shared object, its other paths (SPEC's
-#: ``shared_with``): quadratic in the number of paths. Past this many entries it is refused.
-SHARED_WITH_LIMIT = 10_000_000
-
-
-def check_shared_with(path_lists: Iterable[list[str]], what: str, rows: str) -> None:
-    """Refuse (exit 2) a document whose ``shared_with`` lists would hold more than SHARED_WITH_LIMIT paths.
-    ``path_lists``: every path of each shared object, each list once."""
-    total, worst = 0, 0
-    for paths in path_lists:
-        total += len(paths) * (len(paths) - 1)
-        worst = max(worst, len(paths))
-    if total > SHARED_WITH_LIMIT:
-        raise UsageError.at(
-            None,
-            f"--json would repeat {total:,} paths under shared_with: one {what} is reached by {worst:,} paths, "
-            f"and each of its {rows} lists the other {worst - 1:,}",
-            "'netinspect shared --json' lists each group of paths once; the text output abbreviates",
-        )
-
-
-def make(
-    model: str | None,
-    device: str,
-    dtype: str | None,
-    seed: int | None,
-    allow: list[str] | None,
-    weights: Path | None = None,
-    partial: bool = False,
-    extra_rules: tuple[Rule, ...] = (),
-    spec: ModelSpec | None = None,
-    as_json: bool = False,
-    need: str = "values",
-) -> Built:
-    """Parse (torch-free), then import torch and build; the one path every model command takes."""
-    spec = spec or load_spec(model, allow, as_json)
-    dt = _dtype(dtype)
-    from .build import build
-    from .devices import parse_device
-    from .layers import parse_allow
-
-    dev = parse_device(device)
-    allowed = parse_allow(allow or [])
+def _make(model: str | None, options: BuildOptions, as_json: bool, spec: ModelSpec | None = None) -> Built:
+    """Build through the session, with the progress bar; report ``--partial`` warnings in the chosen format."""
     with _progress() as progress:
-        if weights is not None and need == "structure":
-            need = "storage"
-        built = build(spec, device=dev, dtype=dt, seed=seed, allowed=allowed, extra_rules=extra_rules, progress=progress, need=need)
-        if weights is not None:
-            from .weights import load_weights
-
-            load_weights(built, str(weights), partial=partial, progress=progress)
-    return built
+        made = session.make(model, options, spec=spec, report=functools.partial(report, as_json=as_json), progress=progress)
+    report(made.warnings, as_json, level="warning")
+    return made.built
 
 
-def _dtype(dtype: str | None) -> str | None:
-    if dtype is None:
-        return None
-    from .spec import DTYPES
-
-    key = dtype.removeprefix("torch.")
-    if key not in DTYPES:
-        raise UsageError.at(
-            None, f"unknown --dtype {dtype!r}", did_you_mean(key, DTYPES) or "one of " + ", ".join(sorted(set(DTYPES.values())))
-        )
-    return DTYPES[key]
+def _spec(model: str | None, allow: list[str] | None, as_json: bool) -> ModelSpec:
+    return session.load_spec(model, allow or (), functools.partial(report, as_json=as_json))
 
 
 class _progress:
@@ -295,7 +205,7 @@ def tree(
     debug: DebugOpt = False,
 ) -> None:
     """The module tree: child name, class, constructor arguments, own and subtree parameter counts, sharing."""
-    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="structure")
+    built = _make(model, _options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure"), as_json)
     if repr_:
         sys.stdout.write(str(built.module) + "\n")
         return
@@ -303,7 +213,7 @@ def tree(
 
     node = queries.tree(built)
     if as_json:
-        check_shared_with({id(n.paths): n.paths for n in queries.walk_tree(node)}.values(), "module", "nodes")
+        session.check_shared_with({id(n.paths): n.paths for n in queries.walk_tree(node)}.values(), "module", "nodes")
         render.emit_json({"model": built.spec.name, "device": str(built.device), "root": render.tree_json(node)})
     else:
         render.emit(render.tree_lines(built, node, depth, expand))
@@ -324,13 +234,13 @@ def params(
     debug: DebugOpt = False,
 ) -> None:
     """Every parameter path: shape, dtype, device, requires_grad, numel, grad, shared-with; totals."""
-    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="storage")
+    built = _make(model, _options(device, dtype, seed, allow, weights=weights, partial=partial, need="storage"), as_json)
     from . import queries, render
 
     target = queries.submodule(built.module, module) if module else built.module
     rows, totals = queries.params(target)
     if as_json:
-        check_shared_with({id(r.paths): r.paths for r in rows}.values(), "Parameter", "rows")
+        session.check_shared_with({id(r.paths): r.paths for r in rows}.values(), "Parameter", "rows")
         render.emit_json(render.params_json(built, rows, totals))
     else:
         render.emit(render.params_lines(built, rows, totals, module))
@@ -355,9 +265,8 @@ def state_dict(
     """One row per state_dict() entry (parameters and persistent buffers); --key/--values print values."""
     if device.strip().lower() == "meta" and (key is not None or show_values):
         raise UsageError.at(None, "--key/--values need values, and the meta device has none", "use --device cpu (or cuda)")
-    built = make(
-        model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="values" if key is not None or show_values else "storage"
-    )
+    need = "values" if key is not None or show_values else "storage"
+    built = _make(model, _options(device, dtype, seed, allow, weights=weights, partial=partial, need=need), as_json)
     from . import queries, render
 
     target = queries.submodule(built.module, module) if module else built.module
@@ -421,17 +330,15 @@ def init(
         raise UsageError.at(None, "init needs values, and the meta device has none", "use --device cpu (or cuda)")
     if save is not None and save.suffix not in (".pt", ".pth", ".safetensors"):
         raise UsageError.at(None, f"--save {str(save)!r}: unknown format", "use a .safetensors or .pt file name")
-    extra = _cli_rules(scheme, target, param, bias, types or [])
-    spec = load_spec(model, allow, as_json)
+    extra = session.cli_rules(scheme, target, param, bias, types or [])
+    spec = _spec(model, allow, as_json)
     if rules is not None:
-        from .spec import parse_rules_file, read_model_text
+        extra += session.rules_file(rules)
+    from .weights import apply_edits, parse_edit, save_state
 
-        text, shown = read_model_text(str(rules))
-        extra += parse_rules_file(text, shown)
-    edits = [_parse_set(s) for s in set_ or []]
-    built = make(model, device, dtype, seed, allow, weights, partial, extra, spec=spec)
+    edits = [parse_edit(s) for s in set_ or []]
+    built = _make(model, _options(device, dtype, seed, allow, weights=weights, partial=partial, extra_rules=extra), as_json, spec)
     from . import queries, render
-    from .weights import apply_edits, save_state
 
     apply_edits(built, edits)
     report_rows = queries.init_report(built)
@@ -441,29 +348,6 @@ def init(
         render.emit_json(render.init_json(built, report_rows))
     else:
         render.emit(render.init_lines(built, report_rows, save))
-
-
-def _cli_rules(scheme: str | None, target: str, param: str, bias: str | None, types: list[str]) -> tuple[Rule, ...]:
-    from .schemes import SchemeError, compile_scheme
-    from .spec import Rule
-
-    params = []
-    for flag, name, text in (("--scheme", param, scheme), ("--bias", "bias", bias)):
-        if text is None:
-            continue
-        try:
-            params.append((name, compile_scheme(text)))
-        except SchemeError as exc:
-            raise UsageError.at(None, f"{flag} {text!r}: {exc.message}", exc.hint) from None
-    if not params:
-        return ()
-    return (Rule(target, tuple(types), tuple(params), Pos("--scheme")),)
-
-
-def _parse_set(text: str) -> Any:
-    from .weights import parse_edit
-
-    return parse_edit(text)
 
 
 @app.command()
@@ -480,7 +364,7 @@ def shared(
     debug: DebugOpt = False,
 ) -> None:
     """Each group of parameter paths that are one Parameter, and why (module reuse or tie)."""
-    built = make(model, device, dtype, seed, allow, weights, partial, as_json=as_json, need="structure")
+    built = _make(model, _options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure"), as_json)
     from . import queries, render
 
     groups, unique, by_path = queries.shared(built)
@@ -508,9 +392,9 @@ def forward(
     debug: DebugOpt = False,
 ) -> None:
     """Run the model on a seeded torch.rand input; print the output and each module's output shape."""
-    spec = load_spec(model, allow, as_json)
-    inputs = _inputs(input_, spec)
-    built = make(model, device, dtype, seed, allow, weights, partial, spec=spec)
+    spec = _spec(model, allow, as_json)
+    inputs = session.parse_inputs(input_, spec)
+    built = _make(model, _options(device, dtype, seed, allow, weights=weights, partial=partial), as_json, spec)
     from . import queries, render
 
     result = queries.forward(built, inputs)
@@ -518,25 +402,6 @@ def forward(
         render.emit_json(render.forward_json(built, result))
     else:
         render.emit(render.forward_lines(built, result))
-
-
-def _inputs(flags: list[str] | None, spec: ModelSpec) -> list[Any]:
-    from .spec import InputSpec
-
-    if not flags:
-        if not spec.inputs:
-            raise UsageError.at(None, f"{spec.name} declares no input:", "give a shape: --input 2,4")
-        return list(spec.inputs)
-    out = []
-    for f in flags:
-        try:
-            shape = tuple(int(x) for x in f.replace("x", ",").split(",") if x.strip())
-        except ValueError:
-            raise UsageError.at(None, f"--input {f!r} is not a shape", "e.g. --input 2,4") from None
-        if not shape or any(d < 0 for d in shape):
-            raise UsageError.at(None, f"--input {f!r} is not a shape", "e.g. --input 2,4")
-        out.append(InputSpec(shape, None, None, Pos("--input")))
-    return out
 
 
 @app.command()
@@ -554,7 +419,7 @@ def validate(
         problems: list[Problem] = []
         bad = False
         try:
-            built = make(model, "meta", None, None, allow, as_json=as_json)
+            built = _make(model, _options("meta", None, None, allow), as_json)
             if built.spec.inputs:
                 from . import queries
 
@@ -583,21 +448,6 @@ def validate(
                 sys.stdout.write(f"{r['file']}: ok\n")
     if failed:
         raise typer.Exit(int(ExitCode.INVALID))
-
-
-def _class_problems(exc: PartialSpecError, allow: list[str] | None) -> list[Problem]:
-    """After spec errors, the unknown classes and bad arguments of the calls that did parse."""
-    from .layers import check_args, parse_allow, resolve
-
-    allowed = parse_allow(allow or [])
-    problems = Problems()  # one line per problem, up to its cap, counting those already reported
-    problems.extend(exc.problems)
-    for leaf in exc.leaves:
-        found = resolve(leaf.type_name, allowed, leaf.pos, exc.block_names)
-        problem = found if isinstance(found, Problem) else check_args(found, leaf.args, dict(leaf.kwargs), leaf.pos)
-        if problem is not None:
-            problems.extend([problem])
-    return problems.items[len(exc.problems) :]
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -630,7 +480,7 @@ def configs(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """The built-in model configs, usable by name (netinspect tree rgnet)."""
     from .spec import config_doc
 
-    items = [(name, config_doc(path)) for name, path in config_names().items()]
+    items = [(name, config_doc(path)) for name, path in session.config_names().items()]
     if as_json:
         sys.stdout.write(json.dumps({"configs": [{"name": n, "doc": d} for n, d in items]}) + "\n")
         return

@@ -8,6 +8,7 @@ import re
 import torch
 
 from .errors import DeviceError, UsageError
+from .units import human_bytes
 
 _DEVICE = re.compile(r"(cpu|meta|mps|cuda)(?::(\d+))?\Z")
 
@@ -66,15 +67,6 @@ def available_bytes(device: torch.device) -> int | None:
         except (AttributeError, RuntimeError):
             return None
     return None
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def check_fits(needed: int, device: torch.device, what: str = "the model") -> None:

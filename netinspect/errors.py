@@ -41,10 +41,10 @@ class Problem:
     pos: Pos | None = None
     hint: str | None = None
 
-    def format(self) -> str:
-        """The one line a user sees: ``FILE:LINE:COL: error: message; hint: ...``."""
+    def format(self, level: str = "error") -> str:
+        """The one line a user sees: ``FILE:LINE:COL: error: message; hint: ...`` (``level``: error or warning)."""
         where = f"{self.pos}: " if self.pos is not None else "netinspect: "
-        text = f"{where}error: {self.message}"
+        text = f"{where}{level}: {self.message}"
         if self.hint:
             text += f"; hint: {self.hint}"
         return text
@@ -125,6 +125,32 @@ class Problems:
     def raise_if_any(self, kind: type[NetinspectError] = SpecError) -> None:
         if self.items:
             raise kind(self.items)
+
+
+class TextError(Exception):
+    """A problem inside one piece of text (an expression, a scheme, a forward line), found before the
+    caller knows the file position: ``offset`` (0-based, None if unknown) places it within the text,
+    and the caller turns it into a located ``Problem``."""
+
+    def __init__(self, message: str, hint: str | None = None, *, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.offset = offset
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), or its type's name."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(exc, KeyError) and len(text) > 1 and text[0] in "'\"" and text[-1] == text[0]:
+        text = text[1:-1]
+    return text[:limit] if text else type(exc).__name__
+
+
+def exc_text(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, as a message shows a failure that torch raised."""
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str | None:

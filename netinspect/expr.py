@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from .errors import TextError, did_you_mean
+
 MAX_INT = 2**63
 MAX_SOURCE = 2_000
 MAX_NODES = 500
@@ -54,14 +56,13 @@ _REFUSED: dict[type[ast.AST], str] = {
 }
 
 
-class ExprError(Exception):
+class ExprError(TextError):
     """An expression that cannot be parsed or evaluated; ``offset`` is 0-based in the source."""
 
+    offset: int
+
     def __init__(self, message: str, offset: int = 0, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.offset = offset
-        self.hint = hint
+        super().__init__(message, hint, offset=offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +281,6 @@ def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:
         return _bound(node.value, offset)
     if isinstance(node, ast.Name):
         if node.id not in scope:
-            from .errors import did_you_mean
-
             raise ExprError(f"unknown name '{node.id}'", offset, did_you_mean(node.id, scope) or _names_hint(scope))
         return scope[node.id]
     if isinstance(node, ast.UnaryOp):

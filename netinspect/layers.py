@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from .errors import Pos, Problem, UsageError, did_you_mean
+from .spec import CONTAINERS
 
-CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Container"}
 FACTORY_KWARGS = {"device", "dtype"}
 
 

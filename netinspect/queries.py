@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .build import Built, all_named_modules
-from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean
+from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
 from .layers import dtype_name
 from .spec import InputSpec
 
@@ -386,7 +386,7 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True) -> Forwar
     try:
         out = root(*inputs)
     except Exception as exc:
-        raise _forward_failure(built, stack, exc, inputs) from exc
+        raise _forward_failure(built, stack, exc) from exc
     finally:
         h1.remove()
         h2.remove()
@@ -419,8 +419,8 @@ def check_forward(built: Built) -> None:
         forward(built, specs, record=False)
 
 
-def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception, inputs: list[torch.Tensor]) -> NetinspectError:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception) -> NetinspectError:
+    msg = first_line(exc, limit=10_000)
     if not stack:
         return RunFailure.at(None, f"forward failed: {type(exc).__name__}: {msg}")
     m, path, args = stack[-1]

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .units import human_bytes
+
 Line = tuple[str, str]  # (text, rich style or "")
 
 
@@ -73,15 +75,6 @@ def n(x: int) -> str:
 
 def shape(s: Sequence[int]) -> str:
     return "[" + ", ".join(str(d) for d in s) + "]"
-
-
-def human_bytes(b: int) -> str:
-    value = float(b)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{b} B"
 
 
 def fnum(x: float | None) -> str:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .build import Built
-from .errors import Pos, Problem, SpecError, UsageError, did_you_mean
+from .errors import Pos, Problem, SpecError, UsageError, did_you_mean, first_line
 from .expr import ExprError, parse_expr
 
 ALIASES_KEY = "netinspect.aliases"
@@ -176,7 +176,7 @@ def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, st
                 for k in f.keys():
                     out[k] = tuple(f.get_slice(k).get_shape()) if device.type == "meta" else f.get_tensor(k)
         except Exception as exc:
-            raise SpecError.at(where, f"not a valid safetensors file: {_first_line(exc)}", "the file may be truncated or corrupt") from None
+            raise SpecError.at(where, f"not a valid safetensors file: {first_line(exc)}", "the file may be truncated or corrupt") from None
         try:
             aliases = json.loads(meta.get(ALIASES_KEY, "{}"))
         except json.JSONDecodeError:
@@ -195,12 +195,12 @@ def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, st
         except pickle.UnpicklingError as exc:
             raise SpecError.at(
                 where,
-                f"refused: the file holds Python objects beyond tensors ({_first_line(exc)})",
+                f"refused: the file holds Python objects beyond tensors ({first_line(exc)})",
                 "netinspect loads .pt files with weights_only=True and never unpickles code",
             ) from None
         except Exception as exc:
             raise SpecError.at(
-                where, f"not a readable PyTorch weights file: {_first_line(exc)}", "the file may be truncated or corrupt"
+                where, f"not a readable PyTorch weights file: {first_line(exc)}", "the file may be truncated or corrupt"
             ) from None
         sd = _state_mapping(obj)
         if sd is None:
@@ -211,11 +211,6 @@ def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, st
     raise SpecError.at(
         where, "not a weights file (neither safetensors nor a PyTorch .pt/.pth)", "use a .safetensors file or a torch.save(state_dict) file"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _state_mapping(obj: Any) -> dict[str, Any] | None:
@@ -232,7 +227,8 @@ def _state_mapping(obj: Any) -> dict[str, Any] | None:
 
 
 def load_weights(built: Built, path: str, *, partial: bool, progress: Callable[[str, int, int], None] | None = None) -> list[Problem]:
-    """Load a weights file into the built model; missing, unexpected and mismatched keys are named."""
+    """Load a weights file into the built model; missing, unexpected and mismatched keys are named:
+    an error, or with ``partial`` the problems returned (the caller reports them as warnings)."""
     where = Pos(path)
     found, aliases = _read(path, built.device)
     model = _tensors(built.module)
@@ -273,9 +269,4 @@ def load_weights(built: Built, path: str, *, partial: bool, progress: Callable[[
                 model[k].copy_(src)
                 if progress is not None:
                     progress("load", i + 1, len(load))
-    if problems:
-        import sys
-
-        for p in problems:
-            sys.stderr.write(p.format().replace(": error: ", ": warning: ", 1) + "\n")
     return problems

@@ -14,14 +14,14 @@ import torch
 from conftest import Cli, assert_state_equal, d2l_mlp, run_process, seeded, tie_groups, unique_numel, write
 from torch import nn
 
-from netinspect.cli import make
+from netinspect.session import BuildOptions, make
 
 cuda = pytest.mark.cuda
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def build(path: Path | str, device: str = "cpu", dtype: str | None = None, seed: int | None = None) -> nn.Module:
-    return make(str(path), device, dtype, seed, None).module
+    return make(str(path), BuildOptions(device=device, dtype=dtype, seed=seed)).built.module
 
 
 def assert_same_module(mine: nn.Module, ref: nn.Module) -> None:
@@ -181,7 +181,7 @@ def test_tie_survives_loading_weights(cli: Cli, tmp_path: Path) -> None:
     for fmt in ("pt", "safetensors"):
         target = tmp_path / f"w.{fmt}"
         cli.run("init", path, "--seed", "3", "--save", target)
-        mine = make(str(path), "cpu", None, 0, None, weights=target).module
+        mine = make(str(path), BuildOptions(seed=0, weights=target)).built.module
         assert mine.head.weight is mine.embed.weight
         assert_state_equal(mine.state_dict(), ref.state_dict())
 
@@ -256,15 +256,15 @@ def test_a_module_reused_many_times(cli: Cli, tmp_path: Path) -> None:
 def test_quadratic_shared_with_is_refused_past_a_limit(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SPEC's shared_with repeats, on each path, the other paths: N paths to one object give N(N-1)
     entries. Past the limit --json refuses (exit 2) and points at shared --json; text abbreviates."""
-    import netinspect.cli
+    import netinspect.session
 
     children = "".join(f"    r{i}: {{ref: enc}}\n" for i in range(6))
     path = write(tmp_path, "reuse.yaml", "netinspect: 1\nshared:\n  enc: Linear(4, 4)\nmodel:\n  sequential:\n" + children)
     assert len(cli.json("params", path)["parameters"]) == 12  # 2 * 6 * 5 = 60 entries: under the limit
     for command, entries, what in (("params", 60, "Parameter"), ("tree", 30, "module")):
-        monkeypatch.setattr(netinspect.cli, "SHARED_WITH_LIMIT", entries)
+        monkeypatch.setattr(netinspect.session, "SHARED_WITH_LIMIT", entries)
         cli.json(command, path)  # at the limit
-        monkeypatch.setattr(netinspect.cli, "SHARED_WITH_LIMIT", entries - 1)
+        monkeypatch.setattr(netinspect.session, "SHARED_WITH_LIMIT", entries - 1)
         result = cli.run(command, path, "--json", code=2)
         assert result.stdout == ""
         (line,) = result.stderr.strip().splitlines()
@@ -487,7 +487,7 @@ def test_equal_calls_on_different_lines_are_each_their_own_module(tmp_path: Path
 
 
 def test_copies_are_made_only_of_self_contained_modules() -> None:
-    from netinspect.build import _cloneable
+    from netinspect.build.clone import cloneable
 
     class Twice(nn.Module):
         def __init__(self) -> None:
@@ -508,10 +508,10 @@ def test_copies_are_made_only_of_self_contained_modules() -> None:
 
     for cls in (Twice, Closure, Listed):
         cls.__module__ = "torch.nn.modules.fake"
-        assert not _cloneable(cls()), cls.__name__
-    assert not _cloneable(nn.LSTM(2, 2))
-    assert _cloneable(nn.TransformerEncoderLayer(8, 2, 16)) and _cloneable(nn.Conv2d(2, 2, 3, padding="same"))
-    assert not _cloneable(type("Outside", (nn.Identity,), {})())  # a class from outside torch.nn
+        assert not cloneable(cls()), cls.__name__
+    assert not cloneable(nn.LSTM(2, 2))
+    assert cloneable(nn.TransformerEncoderLayer(8, 2, 16)) and cloneable(nn.Conv2d(2, 2, 3, padding="same"))
+    assert not cloneable(type("Outside", (nn.Identity,), {})())  # a class from outside torch.nn
 
 
 def test_repeat_name_needs_a_template(cli: Cli, tmp_path: Path) -> None:
@@ -659,6 +659,7 @@ def test_seed_key_and_flag(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ devices
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_absent_exits_4_with_one_line(tmp_path: Path) -> None:
     result = run_process("params", "--device", "cuda", cwd=tmp_path)

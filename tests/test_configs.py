@@ -18,7 +18,7 @@ import torch
 from conftest import ROOT, Cli, assert_state_equal, by_path_numel, seeded, tie_groups, unique_numel
 from torch import nn
 
-from netinspect.cli import make
+from netinspect.session import BuildOptions, make
 
 CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
 BIG = sorted(R.BIG)
@@ -75,7 +75,7 @@ def reference(name: str, seed: int = 0, meta: bool = False) -> nn.Module:
 
 @cache
 def built(name: str, device: str = "cpu", seed: int | None = None) -> nn.Module:
-    return make(name, device, None, seed, None).module
+    return make(name, BuildOptions(device=device, seed=seed)).built.module
 
 
 def device_for(name: str) -> str:
@@ -217,7 +217,7 @@ def test_values_are_bit_identical(name: str, seed: int) -> None:
 
 def test_values_are_bit_identical_alexnet() -> None:
     name = "alexnet"
-    mine = make(name, "cpu", None, None, None).module
+    mine = make(name).built.module
     ref = seeded(R.REFERENCES[name], 0)
     assert_state_equal(mine.state_dict(), ref.state_dict())
     assert str(mine) == str(ref)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,7 +31,7 @@ def test_wheel_carries_configs_and_runs_from_them(tmp_path: Path) -> None:
     shipped = {Path(n).name for n in names if n.startswith("netinspect/configs/")}
     assert shipped == {p.name for p in (ROOT / "configs").glob("*.yaml")}
     # run from the unpacked wheel, away from the checkout: configs resolve inside the package
-    code = "import sys; from netinspect import cli; p = cli.config_names()['rgnet']; print(p)"
+    code = "import sys; from netinspect import session; p = session.config_names()['rgnet']; print(p)"
     r = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""}, capture_output=True, text=True, timeout=60
     )

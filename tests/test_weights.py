@@ -112,6 +112,29 @@ def test_weights_mismatches_named(tmp_path: Path) -> None:
     assert out.strip() == str(sd["0.weight"])
 
 
+
+def test_partial_warnings_follow_the_output_format(tmp_path: Path) -> None:
+    """With --json, --partial's warnings are JSON lines on stderr like the errors (never plain text),
+    and stdout holds the one document; without it they are 'FILE: warning: ...' lines."""
+    sd = d2l_mlp().state_dict()
+    del sd["0.bias"]
+    sd["extra.weight"] = torch.zeros(2)
+    path = tmp_path / "partial.pt"
+    torch.save(sd, path)
+    code, out, err = run("params", "mlp", "--weights", str(path), "--partial", "--json")
+    assert code == 0, err
+    assert json.loads(out)["totals"]["unique"] == 49
+    lines = [json.loads(line) for line in err.strip().splitlines()]
+    assert [sorted(x) for x in lines] == [["warning"], ["warning"]]
+    assert {x["warning"]["message"] for x in lines} == {"missing key '0.bias' (shape [8])", "unexpected key 'extra.weight'"}
+    assert all(x["warning"]["file"] == str(path) for x in lines)
+    code, _, err = run("params", "mlp", "--weights", str(path), "--partial")
+    assert code == 0
+    assert err.splitlines() == [
+        f"{path}: warning: missing key '0.bias' (shape [8]); hint: the file lacks it; --partial loads the rest",
+        f"{path}: warning: unexpected key 'extra.weight'; hint: did you mean '2.weight' or '0.weight'?",
+    ]
+
 @pytest.mark.parametrize("content", [b"", b"garbage garbage", b"PK\x03\x04truncated zip", b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1'])
 def test_corrupt_weights_one_line(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.safetensors"
@@ -216,6 +239,7 @@ def test_bad_set_is_usage_error(bad: str) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_exit_code_from_entry_point(tmp_path: Path) -> None:
     # a real process receiving SIGINT while building exits 130 with no traceback
     import signal

@@ -1,0 +1,179 @@
+"""Declarations → modules: each module class checked once, then the tree constructed in the order
+the equivalent plain-PyTorch code constructs it (shared modules first)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from .. import layers
+from ..errors import Pos, Problem, Problems, exc_text
+from ..spec import Decl, Leaf, ModelSpec, Ref, Rule, Seq, walk
+from .clone import Recipe, call_key, cloneable
+
+
+@dataclass(slots=True)
+class ScopedRule:
+    """A rule bound to the module its target is relative to (``cli``: it came from the command line)."""
+
+    rule: Rule
+    scope: nn.Module
+    scope_path: str
+    cli: bool = False
+
+
+def _noop(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    return tensor
+
+
+@contextlib.contextmanager
+def no_init() -> Iterator[None]:
+    """Skip ``torch.nn.init`` work while building on meta (it would import torch._dynamo)."""
+    init = nn.init
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+    try:
+        for n in names:
+            setattr(init, n, _noop)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
+
+
+def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dict[int, type[nn.Module]]:
+    """Class and signature of every distinct Leaf, checked once (not per repeat copy)."""
+    problems = Problems()
+    classes: dict[int, type[nn.Module]] = {}
+    seen: set[int] = set()
+    checked: dict[Any, type[nn.Module]] = {}  # the same call written on many lines is checked once
+    for root in spec.roots():
+        for d in walk(root):
+            if len(problems.items) >= Problems.CAP:
+                break
+            if not isinstance(d, Leaf) or id(d) in seen:
+                continue
+            seen.add(id(d))
+            args = call_key(d)
+            call = None if args is None else (d.type_name, args)
+            known = checked.get(call) if call is not None else None
+            if known is not None:
+                classes[id(d)] = known
+                continue
+            found = layers.resolve(d.type_name, allowed, d.pos, spec.block_names)
+            if isinstance(found, Problem):
+                problems.extend([found])  # Problems keeps one line per problem
+                continue
+            if found.__name__.startswith("Lazy"):
+                problems.add(
+                    d.pos, f"{found.__name__} has no shapes until its first forward pass", f"use {found.__name__[4:]} with explicit sizes"
+                )
+                continue
+            bad = layers.check_args(found, d.args, dict(d.kwargs), d.pos)
+            if bad is not None:
+                problems.extend([bad])
+                continue
+            classes[id(d)] = found
+            if call is not None:
+                checked[call] = found
+    problems.raise_if_any()
+    return classes
+
+
+class Assembler:
+    """Constructs the module tree from declarations, in plain-PyTorch construction order."""
+
+    def __init__(self, spec: ModelSpec, classes: dict[int, type[nn.Module]], problems: Problems, clone: bool = False) -> None:
+        self.spec = spec
+        #: (class, arguments) -> the first module built from them, when copies of its state may
+        #: stand in for further constructions (meta builds: no values, so no random numbers to draw).
+        self.protos: dict[Any, Recipe] | None = {} if clone else None
+        self.keys: dict[int, Any] = {}  # Leaf id -> its key in protos (None: not hashable)
+        self.classes = classes
+        self.problems = problems
+        self.created: list[nn.Module] = []  # modules built by calling a class, in construction order
+        self.origin: dict[int, Pos] = {}  # id(module) -> where it was declared
+        self.scoped: list[ScopedRule] = []
+        self.frozen: list[nn.Module] = []
+        self.shared: dict[str, nn.Module] = {}
+        self.shared_decls = dict(spec.shared)
+        self.failed: set[int] = set()
+        self.makers: dict[type, Callable[[Any, str], nn.Module | None]] = {Leaf: self._leaf, Seq: self._seq, Ref: self._ref}
+
+    def run(self) -> nn.Module | None:
+        for name, _ in self.spec.shared:
+            self._shared(name)
+        return self.make(self.spec.model, "")
+
+    def make(self, decl: Decl, path: str) -> nn.Module | None:
+        """The module of ``decl`` at ``path`` (None after a reported problem)."""
+        slot = len(self.scoped)  # a node's rules come before its children's
+        m = self.makers[type(decl)](decl, path)
+        if m is None or isinstance(decl, Ref):
+            return m
+        self.origin[id(m)] = decl.pos
+        self.scoped[slot:slot] = [ScopedRule(rule, m, path) for rule in decl.rules]
+        if decl.frozen:
+            self.frozen.append(m)
+        return m
+
+    def _shared(self, name: str) -> nn.Module | None:
+        if name not in self.shared:
+            decl = self.shared_decls.get(name)
+            if decl is None:
+                return None
+            m = self.make(decl, f"<shared {name}>")
+            if m is None:
+                return None
+            self.shared[name] = m
+        return self.shared[name]
+
+    def _ref(self, decl: Ref, path: str) -> nn.Module | None:
+        return self._shared(decl.shared)
+
+    def _key(self, decl: Leaf, cls: type[nn.Module]) -> Any:
+        if id(decl) not in self.keys:
+            args = call_key(decl)
+            self.keys[id(decl)] = None if args is None else (cls, args)
+        return self.keys[id(decl)]
+
+    def _leaf(self, decl: Leaf, path: str) -> nn.Module | None:
+        if id(decl) in self.failed:
+            return None
+        cls = self.classes[id(decl)]
+        key = self._key(decl, cls) if self.protos is not None else None
+        recipe = self.protos.get(key) if self.protos is not None and key is not None else None
+        if recipe is not None:
+            m = recipe.make()
+        else:
+            try:
+                m = cls(*decl.args, **dict(decl.kwargs))
+            except Exception as exc:
+                self.failed.add(id(decl))
+                bare = [a for a in (*decl.args, *(v for _, v in decl.kwargs)) if isinstance(a, str) and a in self.spec.names]
+                hint = f"'{bare[0]}' is the string '{bare[0]}' here; write '${{{bare[0]}}}' for its value" if bare else None
+                self.problems.add(decl.pos, f"{layers.call_text(cls, decl.args, decl.kwargs)} failed: {exc_text(exc)}", hint)
+                return None
+            if self.protos is not None and key is not None and cloneable(m):
+                self.protos[key] = Recipe(m)
+        self.created.append(m)
+        return m
+
+    def _seq(self, decl: Seq, path: str) -> nn.Module | None:
+        m = nn.Sequential()
+        ok = True
+        for (name, child), cpos in zip(decl.items, decl.child_pos or [decl.pos] * len(decl.items), strict=False):
+            sub = self.make(child, f"{path}.{name}" if path else name)
+            if sub is None:
+                ok = False
+                continue
+            try:
+                m.add_module(name, sub)
+            except (KeyError, TypeError) as exc:
+                self.problems.add(cpos, f"bad child name '{name}': {exc_text(exc)}", "pick another name")
+                ok = False
+        return m if ok else None

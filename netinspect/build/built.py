@@ -1,0 +1,36 @@
+"""``Built``: a model and what netinspect knows of how it was made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import Pos
+from ..schemes import SchemeStep
+from ..spec import ModelSpec
+from .plan import Planned
+from .ties import TieBinding
+
+
+@dataclass(slots=True)
+class Built:
+    """A built model: the spec, the module on its device, the seed, where each module was declared,
+    the bound ties, the init plan and, after it ran, the scheme chain each parameter got."""
+
+    spec: ModelSpec
+    module: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+    origin: dict[int, Pos]
+    ties: list[TieBinding]
+    plan: list[Planned]
+    applied: dict[int, list[SchemeStep]] = field(default_factory=dict)
+    bytes_needed: int = 0
+
+    @property
+    def tied_ids(self) -> set[int]:
+        """ids of the Parameters that ``tie:`` put at a second path."""
+        return {id(getattr(b.owner, b.attr)) for b in self.ties}

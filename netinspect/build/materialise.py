@@ -1,0 +1,124 @@
+"""A meta-built model → real storage on its device, PyTorch's default init replayed in construction
+order, then the init plan applied."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import SpecError, UsageError
+from ..schemes import POST_OPS, SchemeError, SchemeStep, apply_steps
+from .built import Built
+from .plan import Planned
+from .ties import retie, untie
+from .walk import postorder, unique_modules
+
+#: Models at least this large (elements) skip the default init that init rules overwrite.
+SKIP_DEFAULT_MIN_NUMEL = 1 << 24
+
+Progress = Callable[[str, int, int], None]
+
+
+def allocate(roots: Sequence[nn.Module], device: torch.device) -> None:
+    """Give every parameter and buffer uninitialised storage on ``device`` (like ``to_empty``).
+
+    Plain ``torch.empty`` per tensor: ``to_empty``'s ``empty_like`` of a meta tensor goes
+    through torch's Python reference implementations, which cost a second to import.
+    A Parameter reachable through several modules stays one Parameter.
+    """
+    memo: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    empty = torch.empty
+    for root in roots:
+        for m in unique_modules(root):
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            for store, is_param in ((m._parameters, True), (m._buffers, False)):
+                if not store:
+                    continue
+                for name, t in store.items():
+                    if t is None:
+                        continue
+                    new = memo.get(id(t))
+                    if new is None:
+                        data = empty(t.shape, dtype=t.dtype, device=device)
+                        new = nn.Parameter(data, t.requires_grad) if is_param else data
+                        memo[id(t)] = new
+                    store[name] = new  # type: ignore[assignment]
+            if isinstance(m, nn.RNNBase):
+                m._init_flat_weights()  # its cached list of weights, as RNNBase._apply (to_empty) does
+
+
+def replayable(created: Sequence[nn.Module]) -> bool:
+    """True when every module is a torch.nn class whose default init we can replay exactly."""
+    for m in created:
+        for sub in m.modules():
+            if not type(sub).__module__.startswith("torch.nn"):
+                return False
+    return True
+
+
+def covered(plan: Sequence[Planned]) -> set[tuple[int, str]]:
+    """(owner id, name) of parameters whose first rule overwrites every value."""
+    first: dict[tuple[int, str], bool] = {}
+    for pl in plan:
+        for owner, pname in pl.targets:
+            first.setdefault((id(owner), pname), pl.overwrites())
+    return {k for k, v in first.items() if v}
+
+
+def materialise(
+    built: Built, created: Sequence[nn.Module], shared: Sequence[nn.Module], progress: Progress | None, init: bool = True
+) -> None:
+    """Allocate the meta-built model on its device and (``init``) replay the default init of the
+    ``created`` modules in construction order under ``torch.manual_seed(seed)``."""
+    root = built.module
+    untie(built.ties)
+    allocate([root, *shared], built.device)  # each module once, whichever root reaches it
+    if not init:
+        retie(built.ties)
+        return
+    total_numel = sum(p.numel() for p in root.parameters())
+    skip = covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
+    torch.manual_seed(built.seed)
+    order = [sub for m in created for sub in postorder(m)]
+    done: set[int] = set()
+    with torch.no_grad():
+        for i, sub in enumerate(order):
+            if id(sub) in done:
+                continue
+            done.add(id(sub))
+            own = [n for n, p in sub._parameters.items() if p is not None]
+            if skip and own and not list(sub.buffers(recurse=False)) and all((id(sub), n) in skip for n in own):
+                continue
+            reset = getattr(sub, "reset_parameters", None) or getattr(sub, "_reset_parameters", None)
+            if callable(reset):
+                reset()
+            if progress is not None:
+                progress("materialise", i + 1, len(order))
+    retie(built.ties)
+
+
+def apply_plan(built: Built, progress: Progress | None) -> None:
+    """Run every planned scheme on its parameters, in plan order; record each parameter's chain."""
+    applied = built.applied
+    total = sum(len(pl.targets) for pl in built.plan)
+    done = 0
+    for pl in built.plan:
+        for owner, pname in pl.targets:
+            p = getattr(owner, pname)
+            try:
+                apply_steps(pl.steps, p, owner, pname)
+            except SchemeError as exc:
+                kind = UsageError if pl.srule.cli else SpecError
+                raise kind.at(pl.srule.rule.pos, exc.message, exc.hint) from exc
+            chain: list[SchemeStep] = applied.setdefault(id(p), [])
+            if pl.steps[0].name not in POST_OPS:
+                chain.clear()
+            chain.extend(pl.steps)
+            done += 1
+            if progress is not None:
+                progress("init", done, total)

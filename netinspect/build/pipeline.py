@@ -1,0 +1,92 @@
+"""``build``: ModelSpec → ``Built``. Meta first (every argument, shape, tie and rule checked, the
+bytes known, nothing allocated), then, if the device holds it, materialised on the device."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .. import layers
+from ..devices import check_fits
+from ..errors import DeviceError, Problems, first_line
+from ..spec import ModelSpec, Rule
+from .assemble import Assembler, ScopedRule, no_init, resolve_classes
+from .built import Built
+from .materialise import Progress, apply_plan, materialise, replayable
+from .plan import plan_rules
+from .ties import bind_ties
+from .walk import unique_bytes
+
+
+def build(
+    spec: ModelSpec,
+    *,
+    device: torch.device | None = None,
+    dtype: str | None = None,
+    seed: int | None = None,
+    allowed: dict[str, type[nn.Module]] | None = None,
+    extra_rules: Sequence[Rule] = (),
+    progress: Progress | None = None,
+    need: str = "values",
+) -> Built:
+    """Build ``spec`` on the meta device, check it, then materialise on ``device`` (default cpu).
+
+    ``need`` says how far to go once the device is known to hold the model: ``"values"`` (allocate,
+    default init, rules), ``"storage"`` (allocate only: for commands that never read values), or
+    ``"structure"`` (keep the meta tensors: for commands that show only the module structure).
+    """
+    allowed = allowed or {}
+    device = device or torch.device("cpu")
+    tdtype = layers.DTYPES[dtype or spec.dtype or "float32"]
+    seed_value = seed if seed is not None else (spec.seed if spec.seed is not None else 0)
+    classes = resolve_classes(spec, allowed)
+
+    def assemble(on: torch.device) -> tuple[Assembler, Built]:
+        """Construct (as ``torch.set_default_dtype(dtype)`` would), tie, freeze and plan the rules."""
+        problems = Problems()
+        asm = Assembler(spec, classes, problems, clone=on.type == "meta")
+        quiet = no_init() if on.type == "meta" else contextlib.nullcontext()
+        saved = torch.get_default_dtype()
+        torch.set_default_dtype(tdtype)
+        try:
+            with torch.device(on), quiet:
+                root = asm.run()
+        finally:
+            torch.set_default_dtype(saved)
+        problems.raise_if_any()
+        assert root is not None
+        ties = bind_ties(spec, root)
+        for m in asm.frozen:
+            m.requires_grad_(False)
+        scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
+        scoped += [ScopedRule(r, root, "", cli=True) for r in extra_rules]
+        plan = plan_rules(scoped, allowed)
+        return asm, Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, unique_bytes(root))
+
+    asm, built = assemble(torch.device("meta"))
+    if device.type == "meta":
+        return built
+    check_fits(built.bytes_needed, device)
+    if need == "structure":
+        return built
+    try:
+        if need == "storage":
+            materialise(built, asm.created, list(asm.shared.values()), progress, init=False)
+        elif replayable(asm.created):
+            materialise(built, asm.created, list(asm.shared.values()), progress)
+            apply_plan(built, progress)
+        else:
+            # classes outside torch.nn may draw random numbers anywhere in __init__: construct for real
+            torch.manual_seed(seed_value)
+            _, built = assemble(device)
+            apply_plan(built, progress)
+        return built
+    except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.cuda.OutOfMemoryError) and "alloc" not in str(exc):
+            raise
+        raise DeviceError.at(
+            None, f"{device} ran out of memory while allocating the model: {first_line(exc, 160)}", "use --device meta"
+        ) from None
