@@ -2,14 +2,14 @@
 
 Usage: python bench/phases.py ARGS...   (the arguments of ``netinspect``)
 
-Wraps, where they exist, netinspect's phases (see WRAPPED): among them
-``netinspect.build.build`` (meta build + memory check + materialisation + init),
-``netinspect.build._materialise`` (to_empty + the default init that no rule overwrites),
-``netinspect.build._apply_plan`` (the init rules) and ``netinspect.queries.init_report``
-(per-parameter statistics), and writes a line ``BENCH {"phase": seconds}`` on stderr as each
-call finishes (a phase called twice gives two lines, which bench/run.py adds up). Internal
-names may change: a missing one is reported as missing, never an error. Importing the wrapped
-modules (torch included: do not use this for the torch-free commands) is ``imports_s``. The command itself is
+Wraps netinspect's phases (see WRAPPED), each where the code that calls it looks it up:
+among them ``netinspect.build.build`` (meta build + memory check + materialisation + init),
+``materialise`` (allocation + the default init that no rule overwrites), ``apply_plan`` (the
+init rules) and ``netinspect.queries.init_report`` (per-parameter statistics), and writes a line
+``BENCH {"phase": seconds}`` on stderr as each call finishes (a phase called twice gives two
+lines, which bench/run.py adds up). A name that no longer exists is an error (exit 2), so a
+rename cannot silently drop a phase from the figures. Importing the wrapped modules (torch
+included: do not use this for the torch-free commands) is ``imports_s``. The command itself is
 ``netinspect.cli.main`` (which ends the process with ``os._exit``).
 """
 
@@ -24,13 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 WRAPPED = (
-    ("netinspect.cli", "load_spec", "parse_s"),
+    ("netinspect.session", "load_spec", "parse_s"),
     ("netinspect.build", "build", "build_s"),
-    ("netinspect.build", "resolve_classes", "resolve_s"),
-    ("netinspect.build", "_Assembler.run", "assemble_s"),
-    ("netinspect.build", "plan_rules", "plan_s"),
-    ("netinspect.build", "_materialise", "materialise_s"),
-    ("netinspect.build", "_apply_plan", "init_s"),
+    ("netinspect.build.pipeline", "resolve_classes", "resolve_s"),
+    ("netinspect.build.assemble", "Assembler.run", "assemble_s"),
+    ("netinspect.build.pipeline", "plan_rules", "plan_s"),
+    ("netinspect.build.pipeline", "materialise", "materialise_s"),
+    ("netinspect.build.pipeline", "apply_plan", "init_s"),
     ("netinspect.queries", "init_report", "stats_s"),
     ("netinspect.queries", "tree", "query_tree_s"),
     ("netinspect.queries", "params", "query_params_s"),
@@ -73,9 +73,10 @@ def main() -> None:
             missing.append(f"{module_name}.{attr}")
             continue
         setattr(owner, name, _timed(func, key))
-    fields: dict[str, Any] = {"imports_s": time.perf_counter() - start}
     if missing:
-        fields["missing"] = missing
+        sys.stderr.write(f"bench/phases.py: no such phase (renamed?): {', '.join(missing)}; update WRAPPED\n")
+        raise SystemExit(2)
+    fields: dict[str, Any] = {"imports_s": time.perf_counter() - start}
     sys.stderr.write("BENCH " + json.dumps(fields) + "\n")
     sys.stderr.flush()
     from netinspect.cli import main as cli_main

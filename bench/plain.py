@@ -21,19 +21,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections import OrderedDict
 
 T0 = time.perf_counter()
 
 import torch  # noqa: E402
+from reference_nets import LLAMA, gpt2_xl, llama  # noqa: E402  (beside this script)
 from torch import nn  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T0
 
-LLAMA = {
-    "llama-7b": {"vocab": 32000, "d": 4096, "ffn": 11008, "kv_dim": 4096, "layers": 32},
-    "llama-70b": {"vocab": 32000, "d": 8192, "ffn": 28672, "kv_dim": 1024, "layers": 80},
-}
 INPUTS = {"mlp": (2, 4), "rgnet": (2, 4), "tied": (2, 4), "deep100": (2, 4), "deep20": (2, 4), "wide8000": (2, 16)}
 
 
@@ -46,35 +42,6 @@ def block2() -> nn.Module:
     for i in range(4):
         net.add_module(f"block{i}", block1())
     return net
-
-
-def llama(v: dict[str, int]) -> nn.Module:
-    d, ffn, kv = v["d"], v["ffn"], v["kv_dim"]
-
-    def layer() -> nn.Module:
-        return nn.Sequential(
-            OrderedDict(
-                attn_norm=nn.RMSNorm(d, eps=1e-5),
-                q_proj=nn.Linear(d, d, bias=False),
-                k_proj=nn.Linear(d, kv, bias=False),
-                v_proj=nn.Linear(d, kv, bias=False),
-                o_proj=nn.Linear(d, d, bias=False),
-                ffn_norm=nn.RMSNorm(d, eps=1e-5),
-                gate_proj=nn.Linear(d, ffn, bias=False),
-                up_proj=nn.Linear(d, ffn, bias=False),
-                down_proj=nn.Linear(ffn, d, bias=False),
-            )
-        )
-
-    layers = nn.Sequential()
-    for i in range(v["layers"]):
-        layers.add_module(f"layer{i}", layer())
-    model = nn.Sequential(
-        OrderedDict(
-            embed=nn.Embedding(v["vocab"], d), layers=layers, norm=nn.RMSNorm(d, eps=1e-5), head=nn.Linear(d, v["vocab"], bias=False)
-        )
-    )
-    return model.to(torch.bfloat16)
 
 
 def deep(depth: int) -> nn.Module:
@@ -94,35 +61,6 @@ def wide(cells: int = 2000, shared_cells: int = 500) -> nn.Module:
     return model
 
 
-def gpt2_xl() -> nn.Module:
-    vocab, n_pos, d = 50257, 1024, 1600
-
-    def block() -> nn.Module:
-        return nn.Sequential(
-            OrderedDict(
-                ln_1=nn.LayerNorm(d),
-                attn_qkv=nn.Linear(d, 3 * d),
-                attn_proj=nn.Linear(d, d),
-                ln_2=nn.LayerNorm(d),
-                mlp_fc=nn.Linear(d, 4 * d),
-                act=nn.GELU(approximate="tanh"),
-                mlp_proj=nn.Linear(4 * d, d),
-            )
-        )
-
-    model = nn.Sequential(
-        OrderedDict(
-            wte=nn.Embedding(vocab, d),
-            wpe=nn.Embedding(n_pos, d),
-            h=nn.Sequential(*[block() for _ in range(48)]),
-            ln_f=nn.LayerNorm(d),
-            head=nn.Linear(d, vocab, bias=False),
-        )
-    )
-    model.head.weight = model.wte.weight
-    return model
-
-
 def build(name: str) -> nn.Module:
     if name == "mlp":
         return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
@@ -133,7 +71,7 @@ def build(name: str) -> nn.Module:
         return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(8, 1))
     if name in LLAMA:
         with torch.device("meta"):
-            return llama(LLAMA[name])
+            return llama(**LLAMA[name])
     if name.startswith("deep"):
         return deep(int(name[4:]))
     if name == "wide8000":

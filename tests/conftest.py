@@ -24,6 +24,7 @@ from netinspect.cli import app
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 GOLDEN = TESTS / "golden"
+sys.path.insert(0, str(ROOT / "bench"))  # the reference builders shared with the benchmark
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

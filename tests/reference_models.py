@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+import reference_nets  # bench/reference_nets.py (conftest puts bench/ on the path)
 import torch
 from torch import nn
 
@@ -213,78 +214,22 @@ def tinylm() -> nn.Module:
 # --------------------------------------------------------------------------- big shapes (meta)
 
 
-def _llama(vocab: int, d: int, ffn: int, kv_dim: int, n_layers: int) -> nn.Module:
-    """A LLaMA-shaped stack on the meta device, in bfloat16 (the configs' ``dtype``)."""
-
-    def decoder_layer():
-        return nn.Sequential(
-            OrderedDict(
-                attn_norm=nn.RMSNorm(d, eps=1e-5),
-                q_proj=nn.Linear(d, d, bias=False),
-                k_proj=nn.Linear(d, kv_dim, bias=False),
-                v_proj=nn.Linear(d, kv_dim, bias=False),
-                o_proj=nn.Linear(d, d, bias=False),
-                ffn_norm=nn.RMSNorm(d, eps=1e-5),
-                gate_proj=nn.Linear(d, ffn, bias=False),
-                up_proj=nn.Linear(d, ffn, bias=False),
-                down_proj=nn.Linear(ffn, d, bias=False),
-            )
-        )
-
-    with torch.device("meta"):
-        layers = nn.Sequential()
-        for i in range(n_layers):
-            layers.add_module(f"layer{i}", decoder_layer())
-        model = nn.Sequential(
-            OrderedDict(
-                embed=nn.Embedding(vocab, d),
-                layers=layers,
-                norm=nn.RMSNorm(d, eps=1e-5),
-                head=nn.Linear(d, vocab, bias=False),
-            )
-        )
-    return model.to(torch.bfloat16)
-
-
 def llama_7b() -> nn.Module:
     """configs/llama-7b.yaml — built on meta, bfloat16; untied head."""
-    return _llama(vocab=32000, d=4096, ffn=11008, kv_dim=4096, n_layers=32)
+    with torch.device("meta"):
+        return reference_nets.llama(**reference_nets.LLAMA["llama-7b"])
 
 
 def llama_70b() -> nn.Module:
     """configs/llama-70b.yaml — built on meta, bfloat16; grouped-query attention (k/v 8192 -> 1024)."""
-    return _llama(vocab=32000, d=8192, ffn=28672, kv_dim=1024, n_layers=80)
+    with torch.device("meta"):
+        return reference_nets.llama(**reference_nets.LLAMA["llama-70b"])
 
 
 def gpt2_xl() -> nn.Module:
     """configs/gpt2-xl.yaml — built on meta, float32; head tied to wte by attribute assignment."""
-    vocab, n_positions, d, n_layers = 50257, 1024, 1600, 48
-
-    def gpt2_block():
-        return nn.Sequential(
-            OrderedDict(
-                ln_1=nn.LayerNorm(d),
-                attn_qkv=nn.Linear(d, 3 * d),
-                attn_proj=nn.Linear(d, d),
-                ln_2=nn.LayerNorm(d),
-                mlp_fc=nn.Linear(d, 4 * d),
-                act=nn.GELU(approximate="tanh"),
-                mlp_proj=nn.Linear(4 * d, d),
-            )
-        )
-
     with torch.device("meta"):
-        model = nn.Sequential(
-            OrderedDict(
-                wte=nn.Embedding(vocab, d),
-                wpe=nn.Embedding(n_positions, d),
-                h=nn.Sequential(*[gpt2_block() for _ in range(n_layers)]),
-                ln_f=nn.LayerNorm(d),
-                head=nn.Linear(d, vocab, bias=False),
-            )
-        )
-    model.head.weight = model.wte.weight
-    return model
+        return reference_nets.gpt2_xl()
 
 
 # --------------------------------------------------------------------------- tables

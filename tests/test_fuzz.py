@@ -524,6 +524,7 @@ def run_subprocess(path: Path, args: list[str], timeout: float = 120) -> Outcome
 CONFIG_NAMES = sorted(config_texts())
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(CONFIG_NAMES), rnd=st.randoms(use_true_random=False))
 def test_mutated_configs_fail_cleanly(name: str, rnd: random.Random, tmp_path: Path) -> None:
@@ -535,6 +536,7 @@ def test_mutated_configs_fail_cleanly(name: str, rnd: random.Random, tmp_path: P
     assert out.problem is None, f"netinspect {' '.join(args)} on a mutant of {name}: {out.problem}\n--- file:\n{text}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_mutated_configs_subprocess(seed: int, tmp_path: Path) -> None:
     """A few mutants through the real console entry point."""

@@ -113,6 +113,7 @@ def test_golden(cli: Cli, update_golden: bool, name: str) -> None:
     compare(name, text, update_golden)
 
 
+@pytest.mark.slow
 def test_golden_through_a_real_process(tmp_path: Path) -> None:
     """The console entry point writes the same plain text when stdout is a pipe."""
     result = run_process("tree", "tied", cwd=tmp_path)

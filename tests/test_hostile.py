@@ -398,6 +398,7 @@ def process_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         return {key: fut.result() for key, fut in futures.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("case", "cmd"), _process_params())
 def test_corpus_process(case: Case, cmd: str, process_results: dict[tuple[str, str], ProcessResult], pwned_before: bool) -> None:
     """The real console entry point under a timeout: the same expectations, no hang.
@@ -425,6 +426,7 @@ def test_corpus_is_well_formed() -> None:
 # --- forward -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [c.name for c in CASES if "forward" in c.expect])
 def test_forward_failure(name: str, tmp_path: Path) -> None:
     case = next(c for c in CASES if c.name == name)
@@ -467,6 +469,7 @@ def _payloads(marker: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(_payloads(Path("/x"))))
 def test_payload_leaves_no_trace(name: str, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
@@ -486,6 +489,7 @@ def test_payload_leaves_no_trace(name: str, tmp_path: Path) -> None:
         assert not marker.exists(), f"{name}: netinspect {args[0]} ran the payload"
 
 
+@pytest.mark.slow
 def test_cli_payloads_leave_no_trace(tmp_path: Path) -> None:
     """The same routes on the command line: --scheme, --bias, --rules, --set, --allow."""
     marker = tmp_path / "pwned"
@@ -547,6 +551,7 @@ def mylayers(tmp_path: Path) -> Path:
     return pkg
 
 
+@pytest.mark.slow
 def test_allow_grants_module_subclass(tmp_path: Path, mylayers: Path) -> None:
     model = tmp_path / "m.yaml"
     model.write_text(f"{HEAD}input: [2, 4]\nmodel:\n  - Linear(4, 4)\n  - mylayers_ni.Scale(4, init=2.0)\n  - Scale(4)\n", encoding="utf-8")
@@ -574,6 +579,7 @@ def test_allow_grants_module_subclass(tmp_path: Path, mylayers: Path) -> None:
     assert "iinit" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "grant",
     [
@@ -622,6 +628,7 @@ init:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "lines"),
     [(THREE_SPEC_MISTAKES, [2, 6, 7]), (THREE_MIXED_MISTAKES, [3, 5, 7, 9])],
@@ -642,6 +649,7 @@ def test_every_error_in_one_run(text: str, lines: list[int], tmp_path: Path) -> 
         assert sorted(got) == lines, f"{cmd}: reported lines {got}, expected {lines}\n{proc.stderr}"
 
 
+@pytest.mark.slow
 def test_json_errors_are_json_lines(tmp_path: Path) -> None:
     path = tmp_path / "two.yaml"
     path.write_text(THREE_SPEC_MISTAKES, encoding="utf-8")
@@ -673,6 +681,7 @@ def test_json_errors_are_json_lines(tmp_path: Path) -> None:
     assert err["line"] == 9 and "'2'" in err["message"]
 
 
+@pytest.mark.slow
 def test_debug_is_the_only_way_to_a_traceback(tmp_path: Path) -> None:
     """User errors never show a traceback, even with --debug they are one line."""
     proc = run_netinspect("params", CORPUS / "unknown_module_type.yaml", "--debug")

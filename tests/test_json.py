@@ -315,6 +315,7 @@ def test_configs_schemes_validate_json(cli: Cli) -> None:
     assert isinstance(cli.json("validate", "mlp"), dict)
 
 
+@pytest.mark.slow
 def test_json_from_a_real_process(tmp_path: Path) -> None:
     """The console entry point: stdout is the one document, stderr is empty."""
     result = run_process("params", "tied", "--json", cwd=tmp_path)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 PROBE = """
 import sys
 sys.argv = ["netinspect", *sys.argv[1:]]
