@@ -10,9 +10,10 @@ from typing import Any
 
 from torch import nn
 
-from .. import layers
-from ..errors import Pos, Problem, Problems, exc_text
-from ..spec import Decl, Leaf, ModelSpec, Ref, Rule, Seq, walk
+from netinspect import layers
+from netinspect.errors import Pos, Problem, Problems, exc_text
+from netinspect.spec import Decl, Leaf, ModelSpec, Ref, Rule, Seq, walk
+
 from .clone import Recipe, call_key, cloneable
 
 

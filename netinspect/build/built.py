@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import Pos
-from ..schemes import SchemeStep
-from ..spec import ModelSpec
+from netinspect.errors import Pos
+from netinspect.schemes import SchemeStep
+from netinspect.spec import ModelSpec
+
 from .plan import Planned
 from .ties import TieBinding
 

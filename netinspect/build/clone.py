@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..spec import Leaf
+from netinspect.spec import Leaf
 
 _PLAIN_TYPES = (type(None), bool, int, float, complex, str, torch.dtype, torch.device, types.BuiltinFunctionType)
 _TENSOR_STORES = ("_parameters", "_buffers", "_modules")
@@ -104,9 +104,7 @@ class Recipe:
         self.cls = type(proto)
         self.base = proto.__dict__.copy()  # every key, in order; make() replaces the containers
         self.containers = [
-            (k, type(v), v.copy() if v else None)
-            for k, v in proto.__dict__.items()
-            if type(v) in _CONTAINERS and k not in _TENSOR_STORES
+            (k, type(v), v.copy() if v else None) for k, v in proto.__dict__.items() if type(v) in _CONTAINERS and k not in _TENSOR_STORES
         ]
         self.params = [(n, p, p is not None and p.requires_grad) for n, p in proto._parameters.items()]
         self.buffers = list(proto._buffers.items())

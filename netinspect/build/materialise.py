@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..errors import SpecError, UsageError
-from ..schemes import POST_OPS, SchemeError, SchemeStep, apply_steps
+from netinspect.errors import SpecError, UsageError
+from netinspect.schemes import POST_OPS, SchemeError, SchemeStep, apply_steps
+
 from .built import Built
 from .plan import Planned
 from .ties import retie, untie

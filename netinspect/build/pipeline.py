@@ -9,10 +9,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .. import layers
-from ..devices import check_fits
-from ..errors import DeviceError, Problems, first_line
-from ..spec import ModelSpec, Rule
+from netinspect import layers
+from netinspect.devices import check_fits
+from netinspect.errors import DeviceError, Problems, first_line
+from netinspect.spec import ModelSpec, Rule
+
 from .assemble import Assembler, ScopedRule, no_init, resolve_classes
 from .built import Built
 from .materialise import Progress, apply_plan, materialise, replayable

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .. import layers
-from ..errors import Pos, Problem, Problems, UsageError
-from ..schemes import POST_OPS, SchemeError, SchemeStep, check_step
+from netinspect import layers
+from netinspect.errors import Pos, Problem, Problems, UsageError
+from netinspect.schemes import POST_OPS, SchemeError, SchemeStep, check_step
+
 from .assemble import ScopedRule
 
 

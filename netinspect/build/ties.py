@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import Problems, did_you_mean
-from ..spec import ModelSpec, Tie
+from netinspect.errors import Problems, did_you_mean
+from netinspect.spec import ModelSpec, Tie
+
 from .walk import param_paths
 
 

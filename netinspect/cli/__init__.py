@@ -1,0 +1,15 @@
+"""The command line: parses flags, calls the rest, turns errors into messages and exit codes.
+
+The only package that imports typer. torch is imported lazily, inside the commands that build a
+model, so ``--help``, ``schemes``, ``configs`` and file errors never pay for it. ``app`` holds the
+shared parts; each command module registers its commands on import, in ``--help`` order.
+"""
+
+from .app import app, main
+
+# isort: off
+from . import model  # noqa: F401  tree, params, state-dict, init, shared, forward, validate
+from . import listings  # noqa: F401  schemes, configs
+# isort: on
+
+__all__ = ["app", "main"]

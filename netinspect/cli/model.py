@@ -1,0 +1,298 @@
+"""The commands that build a model and show it: tree, params, state-dict, init, shared, forward, validate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from netinspect import session
+from netinspect.errors import ExitCode, NetinspectError, Problem, SpecError, UsageError, did_you_mean
+
+from .app import (
+    AllowOpt,
+    DebugOpt,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelArg,
+    ModuleOpt,
+    PartialOpt,
+    SeedOpt,
+    WeightsOpt,
+    app,
+    handled,
+    load_spec,
+    make,
+    options,
+    report,
+)
+
+
+@app.command()
+@handled
+def tree(
+    model: ModelArg = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Show N levels below the root.", min=0, show_default=False)] = None,
+    repr_: Annotated[bool, typer.Option("--repr", help="Print exactly PyTorch's print(model).")] = False,
+    expand: Annotated[bool, typer.Option("--expand", help="Show every node (no collapsing of identical siblings).")] = False,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = None,
+    allow: AllowOpt = None,
+    weights: WeightsOpt = None,
+    partial: PartialOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """The module tree: child name, class, constructor arguments, own and subtree parameter counts, sharing."""
+    built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure"), as_json)
+    if repr_:
+        sys.stdout.write(str(built.module) + "\n")
+        return
+    from netinspect import queries, render
+
+    node = queries.tree(built)
+    if as_json:
+        session.check_shared_with({id(n.paths): n.paths for n in queries.walk_tree(node)}.values(), "module", "nodes")
+        render.emit_json({"model": built.spec.name, "device": str(built.device), "root": render.tree_json(node)})
+    else:
+        render.emit(render.tree_lines(built, node, depth, expand))
+
+
+@app.command()
+@handled
+def params(
+    model: ModelArg = None,
+    module: ModuleOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = None,
+    allow: AllowOpt = None,
+    weights: WeightsOpt = None,
+    partial: PartialOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Every parameter path: shape, dtype, device, requires_grad, numel, grad, shared-with; totals."""
+    built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="storage"), as_json)
+    from netinspect import queries, render
+
+    target = queries.submodule(built.module, module) if module else built.module
+    rows, totals = queries.params(target)
+    if as_json:
+        session.check_shared_with({id(r.paths): r.paths for r in rows}.values(), "Parameter", "rows")
+        render.emit_json(render.params_json(built, rows, totals))
+    else:
+        render.emit(render.params_lines(built, rows, totals, module))
+
+
+@app.command("state-dict")
+@handled
+def state_dict(
+    model: ModelArg = None,
+    key: Annotated[Optional[str], typer.Option("--key", "-k", help="Print this entry's values, e.g. 2.bias.", show_default=False)] = None,
+    show_values: Annotated[bool, typer.Option("--values", help="Print every entry's values.")] = False,
+    module: ModuleOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = None,
+    allow: AllowOpt = None,
+    weights: WeightsOpt = None,
+    partial: PartialOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One row per state_dict() entry (parameters and persistent buffers); --key/--values print values."""
+    if device.strip().lower() == "meta" and (key is not None or show_values):
+        raise UsageError.at(None, "--key/--values need values, and the meta device has none", "use --device cpu (or cuda)")
+    need = "values" if key is not None or show_values else "storage"
+    built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, need=need), as_json)
+    from netinspect import queries, render
+
+    target = queries.submodule(built.module, module) if module else built.module
+    entries = queries.state_dict(target)
+    if key is not None:
+        chosen = [e for e in entries if e.key == key]
+        if not chosen:
+            raise UsageError.at(
+                None,
+                f"no state_dict key {key!r}",
+                did_you_mean(key, [e.key for e in entries]) or "keys: " + ", ".join(e.key for e in entries[:10]),
+            )
+        entries = chosen
+    with_values = key is not None or show_values
+    if as_json:
+        render.emit_json(render.state_json(built, entries, with_values))
+    else:
+        render.emit(render.state_lines(built, entries, with_values, key is not None))
+
+
+@app.command()
+@handled
+def init(
+    model: ModelArg = None,
+    scheme: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scheme",
+            "-s",
+            help='Scheme for --param, e.g. xavier, normal(std=0.01), "[uniform(-10, 10), mask_abs_below(5)]".',
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Glob over module paths; covers each match's subtree (net[0].apply(f)).")
+    ] = "*",
+    param: Annotated[str, typer.Option("--param", "-p", help="Parameter name (glob) the --scheme sets.")] = "weight",
+    bias: Annotated[Optional[str], typer.Option("--bias", help="Scheme for parameters named bias.", show_default=False)] = None,
+    types: Annotated[
+        Optional[list[str]], typer.Option("--types", help="Only modules of this class (repeatable), e.g. Linear.", show_default=False)
+    ] = None,
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="A YAML file with a list of init rules.", show_default=False)] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help='Edit values: "0.weight[0,0]=42", "0.weight[:]+=1" (repeatable).', show_default=False),
+    ] = None,
+    save: Annotated[
+        Optional[Path], typer.Option("--save", help="Write the state_dict to FILE (.safetensors or .pt), atomically.", show_default=False)
+    ] = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = None,
+    allow: AllowOpt = None,
+    weights: WeightsOpt = None,
+    partial: PartialOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Apply the file's init rules, then --scheme/--bias, --rules and --set; print per-parameter statistics."""
+    if device.strip().lower() == "meta":
+        raise UsageError.at(None, "init needs values, and the meta device has none", "use --device cpu (or cuda)")
+    if save is not None and save.suffix not in (".pt", ".pth", ".safetensors"):
+        raise UsageError.at(None, f"--save {str(save)!r}: unknown format", "use a .safetensors or .pt file name")
+    extra = session.cli_rules(scheme, target, param, bias, types or [])
+    spec = load_spec(model, allow, as_json)
+    if rules is not None:
+        extra += session.rules_file(rules)
+    from netinspect.weights import apply_edits, parse_edit, save_state
+
+    edits = [parse_edit(s) for s in set_ or []]
+    built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, extra_rules=extra), as_json, spec)
+    from netinspect import queries, render
+
+    apply_edits(built, edits)
+    report_rows = queries.init_report(built)
+    if save is not None:
+        save_state(built, save)
+    if as_json:
+        render.emit_json(render.init_json(built, report_rows))
+    else:
+        render.emit(render.init_lines(built, report_rows, save))
+
+
+@app.command()
+@handled
+def shared(
+    model: ModelArg = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = None,
+    allow: AllowOpt = None,
+    weights: WeightsOpt = None,
+    partial: PartialOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Each group of parameter paths that are one Parameter, and why (module reuse or tie)."""
+    built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure"), as_json)
+    from netinspect import queries, render
+
+    groups, unique, by_path = queries.shared(built)
+    if as_json:
+        render.emit_json(render.shared_json(built, groups, unique, by_path))
+    else:
+        render.emit(render.shared_lines(built, groups, unique, by_path))
+
+
+@app.command()
+@handled
+def forward(
+    model: ModelArg = None,
+    input_: Annotated[
+        Optional[list[str]],
+        typer.Option("--input", "-i", help="Input shape, e.g. 2,4 (repeatable for several inputs).", show_default=False),
+    ] = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = None,
+    allow: AllowOpt = None,
+    weights: WeightsOpt = None,
+    partial: PartialOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the model on a seeded torch.rand input; print the output and each module's output shape."""
+    spec = load_spec(model, allow, as_json)
+    inputs = session.parse_inputs(input_, spec)
+    built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial), as_json, spec)
+    from netinspect import queries, render
+
+    result = queries.forward(built, inputs)
+    if as_json:
+        render.emit_json(render.forward_json(built, result))
+    else:
+        render.emit(render.forward_lines(built, result))
+
+
+@app.command()
+@handled
+def validate(
+    models: Annotated[list[str], typer.Argument(help="Model files (or built-in config names) to check.")],
+    allow: AllowOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check model files completely on the meta device (nothing is allocated); print every error, or ok."""
+    results = []
+    failed = False
+    for model in models:
+        problems: list[Problem] = []
+        bad = False
+        try:
+            built = make(model, options("meta", None, None, allow), as_json)
+            if built.spec.inputs:
+                from netinspect import queries
+
+                try:
+                    queries.check_forward(built)
+                except NetinspectError as exc:
+                    problems.extend(exc.problems)
+        except SpecError as exc:
+            bad = True
+            problems.extend(exc.problems)
+        except UsageError as exc:
+            if len(models) == 1:
+                raise
+            problems.extend(exc.problems)
+        if problems or bad:
+            failed = True
+            report(_sorted(problems), as_json)
+        results.append({"file": model, "ok": not (problems or bad), "errors": [p.as_json() for p in problems]})
+    if as_json:
+        sys.stdout.write(json.dumps({"files": results}) + "\n")
+    elif len(models) == 1 and not failed:
+        sys.stdout.write("ok\n")
+    else:
+        for r in results:
+            if r["ok"]:
+                sys.stdout.write(f"{r['file']}: ok\n")
+    if failed:
+        raise typer.Exit(int(ExitCode.INVALID))
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.pos.file if p.pos else "", p.pos.line or 0 if p.pos else 0, p.pos.col or 0 if p.pos else 0))
