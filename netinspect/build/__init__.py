@@ -8,7 +8,7 @@ constructions instead of repeating them), ``ties`` binds ``tie:``, ``plan`` reso
 
 from .assemble import ScopedRule, no_init, resolve_classes
 from .built import Built
-from .materialise import SKIP_DEFAULT_MIN_NUMEL, allocate
+from .materialise import SKIP_DEFAULT_MIN_NUMEL, InitStep, allocate, default_init_steps
 from .pipeline import build
 from .plan import Planned, plan_rules
 from .ties import TieBinding, retie
@@ -17,12 +17,14 @@ from .walk import all_named_modules, param_paths, unique_bytes, unique_modules
 __all__ = [
     "SKIP_DEFAULT_MIN_NUMEL",
     "Built",
+    "InitStep",
     "Planned",
     "ScopedRule",
     "TieBinding",
     "all_named_modules",
     "allocate",
     "build",
+    "default_init_steps",
     "no_init",
     "param_paths",
     "plan_rules",

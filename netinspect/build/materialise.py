@@ -4,6 +4,7 @@ order, then the init plan applied."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -71,24 +72,25 @@ def covered(plan: Sequence[Planned]) -> set[tuple[int, str]]:
     return {k for k, v in first.items() if v}
 
 
-def materialise(
-    built: Built, created: Sequence[nn.Module], shared: Sequence[nn.Module], progress: Progress | None, init: bool = True
-) -> None:
-    """Allocate the meta-built model on its device and (``init``) replay the default init of the
-    ``created`` modules in construction order under ``torch.manual_seed(seed)``."""
-    root = built.module
-    untie(built.ties)
-    allocate([root, *shared], built.device)  # each module once, whichever root reaches it
-    if not init:
-        retie(built.ties)
-        return
-    total_numel = sum(p.numel() for p in root.parameters())
+@dataclass(frozen=True, slots=True)
+class InitStep:
+    """One call of PyTorch's default init, in construction order: ``run()`` sets ``module``'s own
+    parameters and buffers (and nothing else) from the global random stream."""
+
+    module: nn.Module
+    run: Callable[[], object]
+
+
+def default_init_steps(built: Built, created: Sequence[nn.Module]) -> list[InitStep]:
+    """The default init of the ``created`` modules (those built by calling a class, in construction
+    order), each submodule's before its parent's, as their constructors run it. A module whose every
+    parameter a rule overwrites is left out in models of SKIP_DEFAULT_MIN_NUMEL elements or more."""
+    total_numel = sum(p.numel() for p in built.module.parameters())
     skip = covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
-    torch.manual_seed(built.seed)
-    order = [sub for m in created for sub in postorder(m)]
+    steps: list[InitStep] = []
     done: set[int] = set()
-    with torch.no_grad():
-        for i, sub in enumerate(order):
+    for m in created:
+        for sub in postorder(m):
             if id(sub) in done:
                 continue
             done.add(id(sub))
@@ -97,9 +99,25 @@ def materialise(
                 continue
             reset = getattr(sub, "reset_parameters", None) or getattr(sub, "_reset_parameters", None)
             if callable(reset):
-                reset()
-            if progress is not None:
-                progress("materialise", i + 1, len(order))
+                steps.append(InitStep(sub, reset))
+    return steps
+
+
+def materialise(
+    built: Built, created: Sequence[nn.Module], shared: Sequence[nn.Module], progress: Progress | None, init: bool = True
+) -> None:
+    """Allocate the meta-built model on its device and (``init``) replay the default init of the
+    ``created`` modules in construction order under ``torch.manual_seed(seed)``."""
+    untie(built.ties)
+    allocate([built.module, *shared], built.device)  # each module once, whichever root reaches it
+    if init:
+        steps = default_init_steps(built, created)
+        torch.manual_seed(built.seed)
+        with torch.no_grad():
+            for i, step in enumerate(steps):
+                step.run()
+                if progress is not None:
+                    progress("materialise", i + 1, len(steps))
     retie(built.ties)
 
 
