@@ -1,8 +1,9 @@
 """The restricted expression language of model files, evaluated over Python's ``ast`` (never ``eval``).
 
 Allowed: literals (int, float, str, bool, None, lists, tuples), names from the scope,
-``+ - * / // % **`` and unary ``-``/``+``. Everything else (attribute access, calls,
-subscripts, comprehensions, lambdas, comparisons) is refused. Results are bounded so
+``+ - * / // % **``, unary ``-``/``+``, and the constant conditions of SPEC §1.2: comparisons
+``== != < <= > >=``, ``and``, ``or``, ``not``, ``A if COND else B``. Everything else (attribute
+access, calls, subscripts, comprehensions, lambdas) is refused. Results are bounded so
 that no expression can hang or exhaust memory.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -33,6 +34,15 @@ _BINOPS: dict[type[ast.operator], str] = {
     ast.Pow: "**",
 }
 
+COMPARISONS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: lambda a, b: bool(a == b),
+    ast.NotEq: lambda a, b: bool(a != b),
+    ast.Lt: lambda a, b: bool(a < b),
+    ast.LtE: lambda a, b: bool(a <= b),
+    ast.Gt: lambda a, b: bool(a > b),
+    ast.GtE: lambda a, b: bool(a >= b),
+}
+
 _REFUSED: dict[type[ast.AST], str] = {
     ast.Attribute: "attribute access",
     ast.Call: "a call",
@@ -42,9 +52,6 @@ _REFUSED: dict[type[ast.AST], str] = {
     ast.SetComp: "a comprehension",
     ast.DictComp: "a comprehension",
     ast.GeneratorExp: "a comprehension",
-    ast.Compare: "a comparison",
-    ast.BoolOp: "a boolean operator",
-    ast.IfExp: "a conditional expression",
     ast.Dict: "a dict literal",
     ast.Set: "a set literal",
     ast.Starred: "a starred argument",
@@ -132,14 +139,16 @@ def _check(node: ast.expr) -> None:
             raise ExprError(
                 f"{what} is not allowed in expressions",
                 getattr(sub, "col_offset", 0),
-                "expressions allow literals, names of vars and block params, + - * / // % ** and unary minus",
+                "expressions allow literals, names of vars and block params, arithmetic, comparisons, and/or/not, A if C else B",
             )
         if isinstance(sub, ast.Constant) and not isinstance(sub.value, (int, float, str, bool, type(None))):
             raise ExprError(f"literal {sub.value!r} is not allowed", sub.col_offset)
         if isinstance(sub, ast.BinOp) and type(sub.op) not in _BINOPS:
             raise ExprError("operator not allowed", sub.col_offset, "allowed: + - * / // % **")
-        if isinstance(sub, ast.UnaryOp) and not isinstance(sub.op, (ast.USub, ast.UAdd)):
-            raise ExprError("operator not allowed", sub.col_offset, "allowed: unary - and +")
+        if isinstance(sub, ast.UnaryOp) and not isinstance(sub.op, (ast.USub, ast.UAdd, ast.Not)):
+            raise ExprError("operator not allowed", sub.col_offset, "allowed: unary - and +, not")
+        if isinstance(sub, ast.Compare) and not all(type(op) in COMPARISONS for op in sub.ops):
+            raise ExprError("comparison not allowed", sub.col_offset, "allowed: == != < <= > >=")
 
 
 def parse_expr(source: str) -> Expr:
@@ -275,6 +284,14 @@ def _binop(op: ast.operator, left: Any, right: Any, offset: int) -> Any:
         raise ExprError(f"unsupported operand types for {symbol}: {type(left).__name__} and {type(right).__name__}", offset) from None
 
 
+_SYMBOLS = {symbol: op for op, symbol in _BINOPS.items()}
+
+
+def apply_binop(symbol: str, left: Any, right: Any, offset: int = 0) -> Any:
+    """``left SYMBOL right`` for constants, bounded as expressions are (ExprError otherwise)."""
+    return _bound(_binop(_SYMBOLS[symbol](), left, right, offset), offset)
+
+
 def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:
     offset = getattr(node, "col_offset", 0)
     if isinstance(node, ast.Constant):
@@ -283,6 +300,29 @@ def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:
         if node.id not in scope:
             raise ExprError(f"unknown name '{node.id}'", offset, did_you_mean(node.id, scope) or _names_hint(scope))
         return scope[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _eval(node.operand, scope)
+    if isinstance(node, ast.BoolOp):  # and/or: Python's short-circuit, Python's result
+        result = _eval(node.values[0], scope)
+        for value_node in node.values[1:]:
+            if bool(result) != isinstance(node.op, ast.And):
+                return result
+            result = _eval(value_node, scope)
+        return result
+    if isinstance(node, ast.IfExp):
+        return _eval(node.body if _eval(node.test, scope) else node.orelse, scope)
+    if isinstance(node, ast.Compare):
+        left = _eval(node.left, scope)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = _eval(comparator, scope)
+            try:
+                ok = COMPARISONS[type(op)](left, right)
+            except TypeError:
+                raise ExprError(f"cannot compare {type(left).__name__} and {type(right).__name__}", offset) from None
+            if not ok:
+                return False
+            left = right
+        return True
     if isinstance(node, ast.UnaryOp):
         value = _eval(node.operand, scope)
         if not isinstance(value, (int, float)):

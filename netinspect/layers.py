@@ -32,8 +32,9 @@ def nn_classes() -> dict[str, type[nn.Module]]:
     return out
 
 
-def parse_allow(grants: list[str] | tuple[str, ...]) -> dict[str, type[nn.Module]]:
-    """``--allow pkg.mod:Class`` → {"Class": cls, "pkg.mod.Class": cls}; bad grants are usage errors."""
+def parse_allow(grants: list[str] | tuple[str, ...], functions: frozenset[str] = frozenset()) -> dict[str, type[nn.Module]]:
+    """``--allow pkg.mod:Class`` → {"Class": cls, "pkg.mod.Class": cls}; bad grants are usage errors.
+    ``functions``: the grants that a forward of the model calls as functions (those may name a function)."""
     allowed: dict[str, type[nn.Module]] = {}
     for grant in grants:
         mod_name, sep, cls_name = grant.partition(":")
@@ -44,8 +45,11 @@ def parse_allow(grants: list[str] | tuple[str, ...]) -> dict[str, type[nn.Module
         except Exception as exc:  # the user asked for this import; any failure is theirs to see
             raise UsageError.at(None, f"--allow {grant!r}: cannot import {mod_name!r}: {exc}") from exc
         cls = getattr(module, cls_name, None)
+        if grant in functions and callable(cls) and not isinstance(cls, type):
+            continue  # a function a forward calls (resolved when its graph is compiled)
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise UsageError.at(None, f"--allow {grant!r}: {cls_name!r} is not an nn.Module subclass in {mod_name}")
+            why = "no forward of this model calls it" if callable(cls) else "it is not a function either"
+            raise UsageError.at(None, f"--allow {grant!r}: {cls_name!r} is not an nn.Module subclass in {mod_name} ({why})")
         allowed[cls_name] = cls
         allowed[f"{mod_name}.{cls_name}"] = cls
     return allowed

@@ -6,6 +6,7 @@ Every count groups ``named_parameters(remove_duplicate=False)`` by ``id(param)``
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import tracing
 from .build import Built, all_named_modules
+from .build.fxgraph import GraphModule
 from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
 from .layers import dtype_name
 from .spec import InputSpec
@@ -302,9 +305,15 @@ def shared(built: Built, module: nn.Module | None = None) -> tuple[list[SharedGr
 
 @dataclass(slots=True)
 class ModuleCall:
+    """A module's output shape, or (``line`` set) a step of a graph module's forward: ``path`` is
+    the module's, ``type`` what the step calls (``add``, ``torch.cat``, ``.view``), ``code`` its line."""
+
     path: str
     type: str
     output_shape: Any
+    line: int | None = None
+    code: str | None = None
+    name: str | None = None
 
 
 @dataclass(slots=True)
@@ -350,19 +359,23 @@ def make_inputs(built: Built, specs: list[InputSpec]) -> list[torch.Tensor]:
     return out
 
 
-def forward(built: Built, specs: list[InputSpec], record: bool = True) -> ForwardResult:
-    """Run the model once with hooks that record each module's output shape (unless not ``record``:
-    validate only needs to know where it fails); a failure names the module and its input shapes."""
+def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bool = True) -> ForwardResult:
+    """Run the model once (in training mode, as D2L's ``net(X)``, unless not ``train``) with hooks
+    that record each module's output shape and, for graph modules, each step's (unless not
+    ``record``: validate only needs to know where it fails); a failure names the module, the step
+    of a written forward, and the input shapes."""
     root = built.module
     mpaths, _ = object_paths(root)
     calls_seen: dict[int, int] = {}
     stack: list[tuple[nn.Module, str, Any]] = []
     records: list[ModuleCall] = []
+    steps: dict[str, list[ModuleCall]] = {}  # module path -> its steps, in call order
     if built.device.type != "meta":
         from .devices import check_fits
 
         check_fits(input_bytes(built, specs), built.device, what="the input")
     inputs = make_inputs(built, specs)
+    root.train(train)
 
     def path_of(m: nn.Module) -> str:
         ps = mpaths.get(id(m))
@@ -381,10 +394,18 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True) -> Forwar
             if record:
                 records.append(ModuleCall(path, type(m).__name__, _shape_tree(out)))
 
+    class Steps:
+        def on_step(self, step: tracing.Step) -> None:
+            if _has_tensor(step.output):
+                path = stack[-1][1] if stack else ""
+                steps.setdefault(path, []).append(ModuleCall(path, step.op, _shape_tree(step.output), step.line, step.text, step.name))
+
     h1 = nn.modules.module.register_module_forward_pre_hook(pre)
     h2 = nn.modules.module.register_module_forward_hook(post)
+    listening = tracing.listen(Steps()) if record else contextlib.nullcontext()
     try:
-        out = root(*inputs)
+        with listening:
+            out = root(*inputs)
     except Exception as exc:
         raise _forward_failure(built, stack, exc) from exc
     finally:
@@ -392,7 +413,17 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True) -> Forwar
         h2.remove()
     order = {p: i for i, (p, _) in enumerate(all_named_modules(root))}
     records.sort(key=lambda r: (order.get(r.path, math.inf), 0))
+    if steps:  # each graph module's steps right after its own row
+        records = [x for r in records for x in (r, *steps.pop(r.path, ()))]
     return ForwardResult([shape_of(t) for t in inputs], _shape_tree(out), out, records)
+
+
+def _has_tensor(x: Any) -> bool:
+    if isinstance(x, torch.Tensor):
+        return True
+    if isinstance(x, (tuple, list)):
+        return any(_has_tensor(i) for i in x)
+    return False
 
 
 #: Below this size ``validate`` checks the forward pass on CPU with uninitialised storage: a first
@@ -426,10 +457,13 @@ def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc:
     m, path, args = stack[-1]
     shapes = _shape_tree(args)
     pos: Pos | None = None
+    step = type(m).failing_step(exc) if isinstance(m, GraphModule) else None
+    if step is not None:
+        pos = step
     for mod, _, _ in reversed(stack):
-        pos = built.origin.get(id(mod))
         if pos is not None:
             break
+        pos = built.origin.get(id(mod))
     where = f"'{path}'" if path else "the root module"
     shown = _fmt_shapes(shapes)
     hint = "check the sizes of the layer and the one before it" if "shape" in msg or "size" in msg else None

@@ -376,25 +376,41 @@ def _shape_text(s: Any) -> str:
     return str(s)
 
 
-def forward_json(built: Any, result: Any) -> dict[str, Any]:
+#: ``forward --json`` leaves out the output's values past this many (``--values`` shows them all).
+OUTPUT_VALUES_LIMIT = 65_536
+
+
+def forward_json(built: Any, result: Any, all_values: bool = False) -> dict[str, Any]:
     from .queries import values
 
     meta = str(built.device) == "meta"
     out = result.output
+    shown = not meta and hasattr(out, "detach") and (all_values or out.numel() <= OUTPUT_VALUES_LIMIT)
+    modules = [m for m in result.modules if m.line is None]
+    steps = [m for m in result.modules if m.line is not None]
     return {
         "model": built.spec.name,
         "device": str(built.device),
         "input_shape": result.input_shapes[0] if len(result.input_shapes) == 1 else result.input_shapes,
         "output_shape": result.output_shape,
-        "output": None if meta or not hasattr(out, "detach") else values(out),
-        "modules": [{"path": m.path, "type": m.type, "output_shape": m.output_shape} for m in result.modules],
+        "output": values(out) if shown else None,
+        "modules": [{"path": m.path, "type": m.type, "output_shape": m.output_shape} for m in modules],
+        "steps": [
+            {"module": m.path, "name": m.name, "op": m.type, "line": m.line, "code": m.code, "output_shape": m.output_shape} for m in steps
+        ],
     }
 
 
 def forward_lines(built: Any, result: Any) -> list[Line]:
     ins = ", ".join(shape(s) for s in result.input_shapes)
     out: list[Line] = [(f"{built.spec.name} · input {ins} · {built.device}", "bold")]
-    out += table(("module", "type", "output shape"), [(m.path or "(root)", m.type, _shape_text(m.output_shape)) for m in result.modules])
+    steps = any(m.line is not None for m in result.modules)  # a graph's steps: MODULE:LINE and the line
+    rows = []
+    for m in result.modules:
+        where = m.path or "(root)"
+        row = [where if m.line is None else f"{where}:{m.line}", m.type, _shape_text(m.output_shape)]
+        rows.append(row + [m.code or ""] if steps else row)
+    out += table(("module", "type", "output shape", "forward line")[: 4 if steps else 3], rows)
     out.append(("", ""))
     if str(built.device) == "meta":
         out.append((f"output shape: {_shape_text(result.output_shape)} (meta device: shapes only)", "bold"))

@@ -55,15 +55,17 @@ def model_path(model: str | None) -> str:
 def load_spec(model: str | None, allow: Iterable[str] = (), report: Report | None = None) -> ModelSpec:
     """Parse a model file without torch. When it has problems and some module calls did parse, the
     problems are passed to ``report`` at once; then torch is imported to find the unknown classes and
-    bad arguments of those calls too, and the SpecError raised holds the rest (all in one run)."""
-    from .spec import PartialSpecError, parse_model, read_model_text
+    bad arguments of those calls too, and the SpecError raised holds the rest (all in one run). A file
+    whose written forward has a problem is reported without torch: its classes are checked once the
+    forward compiles."""
+    from .spec import PartialSpecError, grants, parse_model, read_model_text
 
     path = model_path(model)
     text, shown = read_model_text(path)
     try:
-        return parse_model(text, shown)
+        return parse_model(text, shown, grants(allow))
     except PartialSpecError as exc:
-        if not exc.leaves or report is None:
+        if not exc.leaves or report is None or exc.in_forward:
             raise
         report(exc.problems)
         raise SpecError(class_problems(exc, allow)) from None
@@ -123,7 +125,7 @@ def make(
     from .layers import parse_allow
 
     device = parse_device(options.device)
-    allowed = parse_allow(list(options.allow))
+    allowed = parse_allow(list(options.allow), spec.granted_functions())
     need = "storage" if options.weights is not None and options.need == "structure" else options.need
     built = build(
         spec, device=device, dtype=dtype, seed=options.seed, allowed=allowed, extra_rules=options.extra_rules, progress=progress, need=need

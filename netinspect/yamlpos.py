@@ -32,6 +32,19 @@ class YScalar:
     value: Any
     pos: Pos
     quoted: bool = False
+    #: for a block scalar (``|`` or ``>``): the file line (1-based) of the value's first line and the
+    #: column offset (0-based) of its content, so that a position inside the text maps to the file
+    block: tuple[int, int] | None = None
+
+    def text_pos(self, line: int, col: int) -> Pos:
+        """The file position of 1-based ``line``, 0-based ``col`` of this scalar's text."""
+        p = self.pos
+        if self.block is not None:
+            first, indent = self.block
+            return Pos(p.file, first + line - 1, indent + col + 1)
+        if line == 1:
+            return Pos(p.file, p.line, (p.col or 1) + col + (1 if self.quoted else 0))
+        return Pos(p.file, (p.line or 1) + line - 1, col + 1)
 
     @property
     def kind(self) -> str:
@@ -228,7 +241,10 @@ def _compose(text: str, filename: str) -> YNode:
                     raise SpecError.at(pos, f"YAML tag '{event.tag}' is not allowed")
                 attach(YScalar(event.value, pos), 1, event.anchor, event.start_mark)
             else:
-                attach(_scalar(event, filename), 1, event.anchor, event.start_mark)
+                scalar = _scalar(event, filename)
+                if event.style in ("|", ">") and isinstance(scalar.value, str) and event.start_mark is not None:
+                    scalar.block = _block_origin(text, event.start_mark.line, scalar.value)
+                attach(scalar, 1, event.anchor, event.start_mark)
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             pos = _pos(filename, event.start_mark)
             is_map = isinstance(event, yaml.MappingStartEvent)
@@ -261,6 +277,18 @@ def _compose(text: str, filename: str) -> YNode:
     if root_size > MAX_NODES:
         raise SpecError.at(root.pos, f"more than {MAX_NODES:,} YAML nodes after aliases are expanded")
     return root
+
+
+def _block_origin(text: str, header: int, value: str) -> tuple[int, int]:
+    """(file line of the value's first line, content indent) of a block scalar whose ``|``/``>``
+    header is on 0-based line ``header``: the indent is read off the first non-blank line."""
+    file_lines = text.splitlines()
+    for k, vline in enumerate(value.split("\n")):
+        if vline.strip() and header + 1 + k < len(file_lines):
+            fline = file_lines[header + 1 + k]
+            lead = len(fline) - len(fline.lstrip(" "))
+            return header + 2, max(lead - (len(vline) - len(vline.lstrip(" "))), 0)
+    return header + 2, 0
 
 
 def _merge(target: YMap, merges: list[tuple[Pos, YNode]]) -> None:

@@ -8,13 +8,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from netinspect import layers
 from netinspect.errors import Pos, Problem, Problems, exc_text
-from netinspect.spec import Decl, Leaf, ModelSpec, Ref, Rule, Seq, walk
+from netinspect.schemes import SchemeError, SchemeStep, apply_steps
+from netinspect.spec import Decl, Graph, Leaf, ModelSpec, Ref, Rule, Seq, TensorEntry, walk
 
 from .clone import Recipe, call_key, cloneable
+from .fxgraph import GraphModule, check_call, graph_class, resolve_target
 
 
 @dataclass(slots=True)
@@ -25,6 +28,26 @@ class ScopedRule:
     scope: nn.Module
     scope_path: str
     cli: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInit:
+    """A graph's ``param:``/``buffer:`` entry, initialised by its scheme when it is constructed."""
+
+    module: nn.Module
+    name: str
+    steps: tuple[SchemeStep, ...]
+    pos: Pos
+
+    def run(self) -> None:
+        tensor = getattr(self.module, self.name)
+        with torch.no_grad():
+            apply_steps(self.steps, tensor, self.module, self.name)
+
+
+#: What the construction does, in order: a module built by calling a class (its default init runs
+#: in its constructor), or a graph's tensor entry filled by its scheme.
+Constructed = nn.Module | TensorInit
 
 
 def _noop(tensor: Any, *args: Any, **kwargs: Any) -> Any:
@@ -88,22 +111,32 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
 class Assembler:
     """Constructs the module tree from declarations, in plain-PyTorch construction order."""
 
-    def __init__(self, spec: ModelSpec, classes: dict[int, type[nn.Module]], problems: Problems, clone: bool = False) -> None:
+    def __init__(
+        self, spec: ModelSpec, classes: dict[int, type[nn.Module]], problems: Problems, clone: bool = False, init_now: bool = False
+    ) -> None:
         self.spec = spec
+        self.init_now = init_now  # run tensor entries' schemes as they are constructed (not on meta)
         #: (class, arguments) -> the first module built from them, when copies of its state may
         #: stand in for further constructions (meta builds: no values, so no random numbers to draw).
         self.protos: dict[Any, Recipe] | None = {} if clone else None
         self.keys: dict[int, Any] = {}  # Leaf id -> its key in protos (None: not hashable)
         self.classes = classes
         self.problems = problems
-        self.created: list[nn.Module] = []  # modules built by calling a class, in construction order
+        self.created: list[Constructed] = []  # in construction order
         self.origin: dict[int, Pos] = {}  # id(module) -> where it was declared
         self.scoped: list[ScopedRule] = []
         self.frozen: list[nn.Module] = []
         self.shared: dict[str, nn.Module] = {}
         self.shared_decls = dict(spec.shared)
         self.failed: set[int] = set()
-        self.makers: dict[type, Callable[[Any, str], nn.Module | None]] = {Leaf: self._leaf, Seq: self._seq, Ref: self._ref}
+        self.checked_calls: set[int] = set()
+        self.graph_classes: dict[int, type[GraphModule]] = {}  # id(Graph decl) -> its class
+        self.makers: dict[type, Callable[[Any, str], nn.Module | None]] = {
+            Leaf: self._leaf,
+            Seq: self._seq,
+            Ref: self._ref,
+            Graph: self._graph,
+        }
 
     def run(self) -> nn.Module | None:
         for name, _ in self.spec.shared:
@@ -178,3 +211,67 @@ class Assembler:
                 self.problems.add(cpos, f"bad child name '{name}': {exc_text(exc)}", "pick another name")
                 ok = False
         return m if ok else None
+
+    def _graph(self, decl: Graph, path: str) -> nn.Module | None:
+        cls = self._graph_class(decl)
+        if cls is None:
+            return None
+        m = cls()
+        ok = True
+        for (name, entry), epos in zip(decl.entries, decl.entry_pos, strict=True):
+            if isinstance(entry, TensorEntry):
+                self._tensor(m, name, entry, epos)
+                continue
+            sub = self.make(entry, f"{path}.{name}" if path else name)
+            if sub is None:
+                ok = False
+                continue
+            try:
+                m.add_module(name, sub)
+            except (KeyError, TypeError) as exc:
+                self.problems.add(epos, f"bad child name '{name}': {exc_text(exc)}", "pick another name")
+                ok = False
+        if ok and id(decl) not in self.checked_calls:
+            self.checked_calls.add(id(decl))
+            self._check_calls(decl, m)
+        return m if ok else None
+
+    def _graph_class(self, decl: Graph) -> type[GraphModule] | None:
+        cls = self.graph_classes.get(id(decl))
+        if cls is None:
+            functions: dict[str, Any] = {}
+            for step, pos in zip(decl.program.steps, decl.step_pos, strict=True):
+                if step.op == "call_function" and step.target not in functions:
+                    found = resolve_target(step.target, pos)
+                    if isinstance(found, Problem):
+                        self.problems.extend([found])
+                        return None
+                    functions[step.target] = found
+            cls = self.graph_classes[id(decl)] = graph_class(decl, functions.__getitem__)
+        return cls
+
+    def _tensor(self, m: nn.Module, name: str, entry: TensorEntry, pos: Pos) -> None:
+        data = torch.empty(entry.shape)
+        if entry.kind == "param":
+            m.register_parameter(name, nn.Parameter(data, requires_grad=not entry.frozen))
+        else:
+            m.register_buffer(name, data, persistent=entry.persistent)
+        init = TensorInit(m, name, entry.init, pos)
+        self.created.append(init)
+        if self.init_now:
+            try:
+                init.run()
+            except SchemeError as exc:
+                self.problems.add(pos, exc.message, exc.hint)
+
+    def _check_calls(self, decl: Graph, m: nn.Module) -> None:
+        """Each call of a child built from a class fits that class's forward (checked once per declaration)."""
+        for step, pos in zip(decl.program.steps, decl.step_pos, strict=True):
+            if step.op != "call_module":
+                continue
+            child = m.get_submodule(step.target)
+            if isinstance(child, (GraphModule, nn.Sequential)):
+                continue  # checked when the forward was compiled
+            why = check_call(type(child), step)
+            if why is not None:
+                self.problems.add(pos, f"'{step.target}' cannot be called this way: {why}", "match the arguments of its forward")

@@ -12,6 +12,7 @@ from torch import nn
 from netinspect.errors import SpecError, UsageError
 from netinspect.schemes import POST_OPS, SchemeError, SchemeStep, apply_steps
 
+from .assemble import Constructed, TensorInit
 from .built import Built
 from .plan import Planned
 from .ties import retie, untie
@@ -54,9 +55,11 @@ def allocate(roots: Sequence[nn.Module], device: torch.device) -> None:
                 m._init_flat_weights()  # its cached list of weights, as RNNBase._apply (to_empty) does
 
 
-def replayable(created: Sequence[nn.Module]) -> bool:
+def replayable(created: Sequence[Constructed]) -> bool:
     """True when every module is a torch.nn class whose default init we can replay exactly."""
     for m in created:
+        if isinstance(m, TensorInit):
+            continue
         for sub in m.modules():
             if not type(sub).__module__.startswith("torch.nn"):
                 return False
@@ -74,22 +77,27 @@ def covered(plan: Sequence[Planned]) -> set[tuple[int, str]]:
 
 @dataclass(frozen=True, slots=True)
 class InitStep:
-    """One call of PyTorch's default init, in construction order: ``run()`` sets ``module``'s own
-    parameters and buffers (and nothing else) from the global random stream."""
+    """One call of the default init, in construction order: ``run()`` sets ``module``'s own
+    tensors named in ``tensors`` (and nothing else) from the global random stream."""
 
     module: nn.Module
     run: Callable[[], object]
+    tensors: tuple[str, ...]
 
 
-def default_init_steps(built: Built, created: Sequence[nn.Module]) -> list[InitStep]:
-    """The default init of the ``created`` modules (those built by calling a class, in construction
-    order), each submodule's before its parent's, as their constructors run it. A module whose every
-    parameter a rule overwrites is left out in models of SKIP_DEFAULT_MIN_NUMEL elements or more."""
+def default_init_steps(built: Built, created: Sequence[Constructed]) -> list[InitStep]:
+    """The default init of what was constructed, in construction order: the modules built by calling
+    a class (each submodule's before its parent's, as their constructors run it) and graphs' tensor
+    entries (their scheme). A module whose every parameter a rule overwrites is left out in models
+    of SKIP_DEFAULT_MIN_NUMEL elements or more."""
     total_numel = sum(p.numel() for p in built.module.parameters())
     skip = covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
     steps: list[InitStep] = []
     done: set[int] = set()
     for m in created:
+        if isinstance(m, TensorInit):
+            steps.append(InitStep(m.module, m.run, (m.name,)))
+            continue
         for sub in postorder(m):
             if id(sub) in done:
                 continue
@@ -99,12 +107,12 @@ def default_init_steps(built: Built, created: Sequence[nn.Module]) -> list[InitS
                 continue
             reset = getattr(sub, "reset_parameters", None) or getattr(sub, "_reset_parameters", None)
             if callable(reset):
-                steps.append(InitStep(sub, reset))
+                steps.append(InitStep(sub, reset, tuple(n for store in (sub._parameters, sub._buffers) for n in store)))
     return steps
 
 
 def materialise(
-    built: Built, created: Sequence[nn.Module], shared: Sequence[nn.Module], progress: Progress | None, init: bool = True
+    built: Built, created: Sequence[Constructed], shared: Sequence[nn.Module], progress: Progress | None, init: bool = True
 ) -> None:
     """Allocate the meta-built model on its device and (``init``) replay the default init of the
     ``created`` modules in construction order under ``torch.manual_seed(seed)``."""

@@ -48,7 +48,7 @@ def build(
     def assemble(on: torch.device) -> tuple[Assembler, Built]:
         """Construct (as ``torch.set_default_dtype(dtype)`` would), tie, freeze and plan the rules."""
         problems = Problems()
-        asm = Assembler(spec, classes, problems, clone=on.type == "meta")
+        asm = Assembler(spec, classes, problems, clone=on.type == "meta", init_now=on.type != "meta")
         quiet = no_init() if on.type == "meta" else contextlib.nullcontext()
         saved = torch.get_default_dtype()
         torch.set_default_dtype(tdtype)

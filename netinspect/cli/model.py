@@ -232,18 +232,20 @@ def forward(
     allow: AllowOpt = None,
     weights: WeightsOpt = None,
     partial: PartialOpt = False,
+    eval_: Annotated[bool, typer.Option("--eval", help="Run in model.eval() (default: training mode, as D2L's net(X)).")] = False,
+    show_values: Annotated[bool, typer.Option("--values", help="With --json: the output's values however many there are.")] = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Run the model on a seeded torch.rand input; print the output and each module's output shape."""
+    """Run the model on a seeded torch.rand input; print the output and each module's (and graph step's) output shape."""
     spec = load_spec(model, allow, as_json)
     inputs = session.parse_inputs(input_, spec)
     built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial), as_json, spec)
     from netinspect import queries, render
 
-    result = queries.forward(built, inputs)
+    result = queries.forward(built, inputs, train=not eval_)
     if as_json:
-        render.emit_json(render.forward_json(built, result))
+        render.emit_json(render.forward_json(built, result, all_values=show_values))
     else:
         render.emit(render.forward_lines(built, result))
 

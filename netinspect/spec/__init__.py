@@ -6,8 +6,8 @@ definitions and finds cycles; ``nodes`` expands each NODE into an ``ir`` declara
 ``recover`` explaining calls that YAML split at commas); ``rules`` parses ``init:`` and ``tie:``.
 """
 
-from .ir import Decl, InputSpec, Leaf, ModelSpec, Node, Ref, Rule, Seq, Tie, count_modules, walk
-from .load import PartialSpecError, config_doc, parse_model, parse_rules_file, read_model_text
+from .ir import Decl, Graph, InputSpec, Leaf, ModelSpec, Node, Ref, Rule, Seq, TensorEntry, Tie, count_modules, walk
+from .load import PartialSpecError, config_doc, grants, parse_model, parse_rules_file, read_model_text
 from .nodes import MAX_DEPTH, MAX_REPEAT
 from .recover import CONTAINERS
 from .rules import parse_rule
@@ -20,6 +20,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_REPEAT",
     "Decl",
+    "Graph",
     "InputSpec",
     "Leaf",
     "ModelSpec",
@@ -28,9 +29,11 @@ __all__ = [
     "Ref",
     "Rule",
     "Seq",
+    "TensorEntry",
     "Tie",
     "config_doc",
     "count_modules",
+    "grants",
     "parse_model",
     "parse_rule",
     "parse_rules_file",

@@ -94,6 +94,8 @@ def _names_in(node: YNode) -> Iterator[tuple[str, Pos]]:
                     yield v.value.strip(), v.pos
                 elif k in ("sequential", "body"):
                     stack.append(v)
+                elif k == "modules" and isinstance(v, YMap):
+                    stack.extend(v.entries.values())
 
 
 def _check_block_cycles(ctx: Ctx) -> None:

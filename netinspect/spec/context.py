@@ -43,6 +43,8 @@ class Ctx:
     node_memo: dict[tuple[int, int, bool], tuple[Result, YNode, Mapping[str, Any]]] = field(default_factory=dict)
     heights: dict[int, int] = field(default_factory=dict)
     leaves: list[Leaf] = field(default_factory=list)  # every call that parsed (validate checks their classes)
+    granted: Mapping[str, str] = field(default_factory=dict)
+    forward_problems: bool = False  # a written forward has a problem  # names of functions granted with --allow -> "pkg.mod:func"
 
     def scope(self, local: Mapping[str, Any]) -> Mapping[str, Any]:
         """The names an expression sees: vars, then the block parameters of ``local``."""

@@ -17,6 +17,8 @@ from typing import Any, Union
 from netinspect.errors import Pos
 from netinspect.schemes import SchemeStep
 
+from .forward import Program
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -102,7 +104,39 @@ class Ref(Node):
         return False
 
 
-Decl = Union[Leaf, Seq, Ref]
+@dataclass(frozen=True, slots=True)
+class TensorEntry:
+    """A ``param:`` or ``buffer:`` entry of a graph's ``modules:``: a tensor the graph module owns,
+    filled by ``init`` when it is constructed."""
+
+    kind: str  # "param" or "buffer"
+    shape: tuple[int, ...]
+    init: tuple[SchemeStep, ...]
+    pos: Pos
+    frozen: bool = False
+    persistent: bool = True
+
+
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
+class Graph(Node):
+    """A module with a written forward: ``modules:`` entries constructed in order (children and
+    tensors), and the compiled ``program``; ``step_pos`` is each step's position in the file."""
+
+    class_name: str
+    entries: tuple[tuple[str, Decl | TensorEntry], ...]
+    entry_pos: tuple[Pos, ...]
+    program: Program
+    step_pos: tuple[Pos, ...]
+    absent: tuple[str, ...] = ()  # children whose ``if:`` was false
+
+    def children(self) -> tuple[tuple[str, Decl], ...]:
+        return tuple((n, e) for n, e in self.entries if not isinstance(e, TensorEntry))
+
+    def tensors(self) -> tuple[tuple[str, TensorEntry], ...]:
+        return tuple((n, e) for n, e in self.entries if isinstance(e, TensorEntry))
+
+
+Decl = Union[Leaf, Seq, Ref, Graph]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +163,17 @@ class ModelSpec:
     def roots(self) -> list[Decl]:
         """The model and every shared module's declaration."""
         return [self.model, *(d for _, d in self.shared)]
+
+    def granted_functions(self) -> frozenset[str]:
+        """The ``--allow pkg.mod:func`` grants that some forward calls."""
+        return frozenset(
+            s.target.removeprefix("grant:")
+            for root in self.roots()
+            for d in walk(root)
+            if isinstance(d, Graph)
+            for s in d.program.steps
+            if s.target.startswith("grant:")
+        )
 
 
 def walk(decl: Decl) -> Iterator[Decl]:

@@ -8,6 +8,7 @@ can report their classes and arguments in the same run).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from netinspect import yamlpos
@@ -32,10 +33,12 @@ TOP_KEYS = ("netinspect", "name", "doc", "input", "dtype", "seed", "vars", "bloc
 class PartialSpecError(SpecError):
     """A file's problems, plus the module calls that did parse (so ``validate`` can check their classes too)."""
 
-    def __init__(self, problems: list[Problem], leaves: list[Leaf], block_names: tuple[str, ...] = ()) -> None:
+    def __init__(self, problems: list[Problem], leaves: list[Leaf], block_names: tuple[str, ...] = (), in_forward: bool = False) -> None:
         super().__init__(problems)
         self.leaves = leaves
         self.block_names = block_names
+        #: a problem is in a written forward: reported at once, without torch (the classes wait)
+        self.in_forward = in_forward
 
 
 def read_model_text(path: str) -> tuple[str, str]:
@@ -50,12 +53,13 @@ def read_model_text(path: str) -> tuple[str, str]:
     return yamlpos.decode(data, path), path
 
 
-def parse_model(text: str, filename: str) -> ModelSpec:
-    """Parse and expand a whole model file; raises one SpecError holding every problem."""
+def parse_model(text: str, filename: str, granted: Mapping[str, str] | None = None) -> ModelSpec:
+    """Parse and expand a whole model file; raises one SpecError holding every problem.
+    ``granted``: names a forward may call as functions granted with ``--allow`` (see ``grants``)."""
     # expansion recurses once per nesting level (refused past MAX_DEPTH); leave room for it
     # whoever calls us, not only the command line
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    ctx = Ctx(filename, Problems())
+    ctx = Ctx(filename, Problems(), granted=granted or {})
     root = yamlpos.load(text, filename)
     if not isinstance(root, YMap):
         raise SpecError.at(root.pos, f"the top level must be a mapping, not a {root.kind}", "start the file with 'netinspect: 1'")
@@ -84,7 +88,7 @@ def parse_model(text: str, filename: str) -> ModelSpec:
                 e["model"].pos, f"the model has {count:,} modules, more than the limit of {MAX_MODULES:,}", "reduce repeat counts"
             )
     if ctx.problems:
-        raise PartialSpecError(ctx.problems.items, ctx.leaves, tuple(ctx.blocks))
+        raise PartialSpecError(ctx.problems.items, ctx.leaves, tuple(ctx.blocks), ctx.forward_problems)
     assert model is not None
     names = tuple(sorted({*ctx.vars, *(p for blk in ctx.blocks.values() for p in (*blk.params, *blk.required))}))
     return ModelSpec(
@@ -103,6 +107,18 @@ def parse_model(text: str, filename: str) -> ModelSpec:
         tuple(ctx.blocks),
         names,
     )
+
+
+def grants(allow: Iterable[str]) -> dict[str, str]:
+    """``--allow pkg.mod:func`` values → the names a forward may call them by (``func``,
+    ``pkg.mod.func``) → the grant; malformed grants are left to the command line's check."""
+    out: dict[str, str] = {}
+    for grant in allow:
+        mod, sep, name = grant.partition(":")
+        if sep and mod and name.isidentifier():
+            out[name] = grant
+            out[f"{mod}.{name}"] = grant
+    return out
 
 
 def _check_required(ctx: Ctx, root: YMap) -> None:

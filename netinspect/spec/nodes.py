@@ -29,13 +29,14 @@ MAX_REPEAT = 100_000
 COMMON_KEYS = ("name", "repeat", "init", "frozen", "doc")
 
 
-def node(ctx: Ctx, yn: YNode, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Decl | None:
+def node(ctx: Ctx, yn: YNode, local: Mapping[str, Any], stack: tuple[str, ...], depth: int, as_child: bool = False) -> Decl | None:
     """One NODE → Decl (None after a reported problem). ``local``: the block parameters in scope;
-    ``stack``: the blocks being expanded (for cycles); ``depth``: the module depth of this node.
+    ``stack``: the blocks being expanded (for cycles); ``depth``: the module depth of this node;
+    ``as_child``: it is placed as a child (so an ``if:`` on it was already decided by the container).
 
     A YAML node reached again (an alias) in the same scope gives the same Decl without a second
     expansion, so that aliases cannot multiply the work."""
-    return memoised(ctx, yn, local, False, depth, lambda: (_fresh(ctx, yn, local, stack, depth), 1, None, None))[0]
+    return memoised(ctx, yn, local, False, depth, lambda: (_fresh(ctx, yn, local, stack, depth, as_child), 1, None, None))[0]
 
 
 def memoised(ctx: Ctx, yn: YNode, local: Mapping[str, Any], as_item: bool, depth: int, expand: Callable[[], Result]) -> Result:
@@ -60,7 +61,7 @@ def _too_deep(ctx: Ctx, yn: YNode) -> None:
         ctx.problems.add(yn.pos, f"modules nested deeper than {MAX_DEPTH} levels", "flatten the structure or use repeat")
 
 
-def _fresh(ctx: Ctx, yn: YNode, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Decl | None:
+def _fresh(ctx: Ctx, yn: YNode, local: Mapping[str, Any], stack: tuple[str, ...], depth: int, as_child: bool) -> Decl | None:
     if depth > MAX_DEPTH:
         _too_deep(ctx, yn)
         return None
@@ -68,7 +69,21 @@ def _fresh(ctx: Ctx, yn: YNode, local: Mapping[str, Any], stack: tuple[str, ...]
         return _call_node(ctx, yn, local, stack, depth)
     if isinstance(yn, YSeq):
         return list_node(ctx, yn, local, stack, depth)
-    return map_node(ctx, yn, local, stack, depth, allow_repeat=False)[0]
+    return map_node(ctx, yn, local, stack, depth, allow_repeat=False, as_child=as_child)[0]
+
+
+def child_condition(ctx: Ctx, yn: YNode, local: Mapping[str, Any]) -> bool | None:
+    """A child's ``if:`` (True when it has none); None after a reported problem."""
+    if not isinstance(yn, YMap) or "if" not in yn.entries:
+        return True
+    cnode = yn.entries["if"]
+    ok, v = value(ctx, cnode, ctx.scope(local))
+    if not ok:
+        return None
+    if not isinstance(v, bool):
+        ctx.problems.add(cnode.pos, f"'if:' must be true or false, found {type(v).__name__} {v!r}", "if: ${stride != 1}")
+        return None
+    return v
 
 
 # --- mappings: one parser per kind ---------------------------------------------------------------
@@ -163,19 +178,27 @@ def _kind_ref(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, ..
     return Ref(shared=target.value, pos=yn.pos)
 
 
+def _kind_graph(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Decl | None:
+    from .graphs import graph_node  # graphs.py builds on this module
+
+    return graph_node(ctx, yn, local, stack, depth)
+
+
 #: The kinds of a mapping NODE: its kind key → (the other keys it takes, its parser).
 KINDS: dict[str, tuple[tuple[str, ...], KindParser]] = {
     "type": (("args", "kwargs"), _kind_type),
     "sequential": ((), _kind_sequential),
     "use": (("with",), _kind_use),
     "ref": ((), _kind_ref),
+    "modules": (("forward", "inputs", "class"), _kind_graph),
 }
 
 
 def map_node(
-    ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, ...], depth: int, allow_repeat: bool
+    ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, ...], depth: int, allow_repeat: bool, as_child: bool = False
 ) -> tuple[Decl | None, int, str | None, Pos | None]:
-    """A mapping NODE → (decl, repeat count, name template, name position)."""
+    """A mapping NODE → (decl, repeat count, name template, name position). ``as_child``: its
+    container decides its ``if:`` (anywhere else an ``if:`` is refused)."""
     kinds = [k for k in KINDS if k in yn.entries]
     names = ", ".join(KINDS)
     if len(kinds) != 1:
@@ -190,7 +213,9 @@ def map_node(
         return None, 1, None, None
     kind = kinds[0]
     extra, parse = KINDS[kind]
-    check_keys(ctx, yn, (kind, *extra, *COMMON_KEYS), f"key for a '{kind}' node")
+    if "if" in yn.entries and not (as_child or allow_repeat):
+        ctx.problems.add(yn.key_pos["if"], "'if:' stands on a child", "put it on an item of a list, a sequential: or modules:")
+    check_keys(ctx, yn, (kind, *extra, *COMMON_KEYS, "if"), f"key for a '{kind}' node")
     frozen, rules = _modifiers(ctx, yn)
     repeat = _repeat(ctx, yn, kind, local, allow_repeat)
     template, name_pos = _name(ctx, yn)
@@ -253,12 +278,14 @@ def _name(ctx: Ctx, yn: YMap) -> tuple[str | None, Pos | None]:
 
 
 def list_node(ctx: Ctx, yn: YSeq, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Seq | None:
-    """A list NODE → a Sequential with children 0, 1, 2, … (or their ``name:``), repeats expanded."""
+    """A list NODE → a Sequential with children 0, 1, 2, … (or their ``name:``), repeats expanded.
+    An item whose ``if:`` is false is left out and keeps its index (``add_module(str(i), …)``)."""
     children: list[tuple[str, Decl]] = []
     child_pos: list[Pos] = []
     names: dict[str, Pos] = {}
     ok = True
     i = 0
+    index = 0  # the next default child name
     items = yn.items
     while i < len(items):
         item = items[i]
@@ -274,6 +301,13 @@ def list_node(ctx: Ctx, yn: YSeq, local: Mapping[str, Any], stack: tuple[str, ..
             i = end + 1
             continue
         i += 1
+        present = child_condition(ctx, item, local)
+        if present is None:
+            ok = False
+            continue
+        if not present:
+            index += _skipped_count(ctx, item, local)
+            continue
         if isinstance(item, YMap):
             expand = functools.partial(map_node, ctx, item, local, stack, depth + 1, allow_repeat=True)
             decl, repeat, template, name_pos = memoised(ctx, item, local, True, depth + 1, expand)
@@ -287,7 +321,8 @@ def list_node(ctx: Ctx, yn: YSeq, local: Mapping[str, Any], stack: tuple[str, ..
             ok = False
             continue
         for k in range(repeat):
-            cname = str(len(children))
+            cname = str(index)
+            index += 1
             if template is not None:
                 formatted = _format_name(ctx, template, k, name_pos)
                 if formatted is None:
@@ -305,6 +340,14 @@ def list_node(ctx: Ctx, yn: YSeq, local: Mapping[str, Any], stack: tuple[str, ..
     if not ok:
         return None
     return Seq(items=tuple(children), pos=yn.pos, child_pos=tuple(child_pos))
+
+
+def _skipped_count(ctx: Ctx, item: YNode, local: Mapping[str, Any]) -> int:
+    """How many indices an item left out by ``if: false`` holds (its ``repeat``, else 1)."""
+    if isinstance(item, YMap) and "repeat" in item.entries:
+        r = integer(ctx, item.entries["repeat"], ctx.scope(local), "repeat")
+        return r if r is not None and 0 <= r <= MAX_REPEAT else 1
+    return 1
 
 
 def _format_name(ctx: Ctx, template: str, i: int, pos: Pos | None) -> str | None:
@@ -346,18 +389,14 @@ def _named_node(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, 
         if not check_child_name(ctx, key, kpos):
             ok = False
             continue
-        if isinstance(child, YMap):
-            if "name" in child.entries:
-                ctx.problems.add(child.key_pos["name"], f"child '{key}' is named by its key; 'name:' is not allowed here")
-                ok = False
-                continue
-            if "repeat" in child.entries:
-                ctx.problems.add(
-                    child.key_pos["repeat"], "'repeat' is refused inside a named mapping", 'use a list with name: "layer{i}" and repeat'
-                )
-                ok = False
-                continue
-        decl = node(ctx, child, local, stack, depth + 1)
+        if not named_child_ok(ctx, key, child):
+            ok = False
+            continue
+        present = child_condition(ctx, child, local)
+        if not present:
+            ok = ok and present is not None
+            continue
+        decl = node(ctx, child, local, stack, depth + 1, as_child=True)
         if decl is None:
             ok = False
             continue
@@ -366,6 +405,19 @@ def _named_node(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, 
     if not ok:
         return None
     return Seq(items=tuple(children), pos=yn.pos, child_pos=tuple(child_pos))
+
+
+def named_child_ok(ctx: Ctx, key: str, child: YNode) -> bool:
+    """A child named by its key takes no ``name:`` and no ``repeat:``."""
+    if isinstance(child, YMap):
+        if "name" in child.entries:
+            ctx.problems.add(child.key_pos["name"], f"child '{key}' is named by its key; 'name:' is not allowed here")
+            return False
+        if "repeat" in child.entries:
+            hint = 'use a list with name: "layer{i}" and repeat'
+            ctx.problems.add(child.key_pos["repeat"], "'repeat' is refused inside a named mapping", hint)
+            return False
+    return True
 
 
 # --- calls and block uses ------------------------------------------------------------------------
