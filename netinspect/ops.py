@@ -184,7 +184,6 @@ DTYPE_CONSTANTS: Final = (
 #: Python operators and what the compiled graph calls for them
 BINARY_OPERATORS: Final = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv", "%": "mod", "**": "pow", "@": "matmul"}
 UNARY_OPERATORS: Final = {"-": "neg", "+": "pos"}
-COMPARISONS: Final = ("==", "!=", "<", "<=", ">", ">=")
 
 
 def listing() -> dict[str, list[str]]:
@@ -194,5 +193,5 @@ def listing() -> dict[str, list[str]]:
         "methods": list(METHODS),
         "attributes": list(ATTRIBUTES),
         "constants": [f"torch.{n}" for n in DTYPE_CONSTANTS],
-        "operators": [*BINARY_OPERATORS, "unary -", *COMPARISONS[:0]],
+        "operators": [*BINARY_OPERATORS, "unary -"],
     }

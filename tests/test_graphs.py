@@ -548,3 +548,39 @@ def test_granted_function(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPa
     x = torch.rand(2, 4)
     assert torch.equal(torch.tensor(doc["output"]), x * torch.sigmoid(x) * 2)
     assert math.isclose(doc["output"][0][0], (x * torch.sigmoid(x) * 2)[0, 0].item())
+
+
+# --------------------------------------------------------------------------- the allow-list
+
+
+SPEC_FUNCTIONS = (
+    "cat stack flatten reshape transpose permute matmul bmm einsum add mul sub div neg exp sqrt rsqrt pow mean sum amax softmax "
+    "sigmoid tanh relu arange outer cos sin chunk split where zeros ones full zeros_like ones_like triu tril polar view_as_complex "
+    "view_as_real"
+)
+SPEC_F = (
+    "relu gelu silu sigmoid softmax log_softmax dropout scaled_dot_product_attention layer_norm rms_norm linear embedding pad "
+    "interpolate normalize adaptive_avg_pool2d avg_pool2d max_pool2d"
+)
+SPEC_METHODS = (
+    "view reshape transpose permute flatten contiguous chunk split unbind unsqueeze squeeze expand repeat repeat_interleave mean sum "
+    "softmax size float to type_as masked_fill view_as reshape_as t"
+)
+
+
+def test_the_allow_list_holds_the_spec_set_and_names_real_torch_functions(cli: Cli) -> None:
+    from netinspect import ops
+
+    assert set(SPEC_FUNCTIONS.split()) <= set(ops.TORCH_FUNCTIONS)
+    assert set(SPEC_F.split()) <= set(ops.F_FUNCTIONS)
+    assert set(SPEC_METHODS.split()) <= set(ops.METHODS)
+    assert {"shape", "dtype", "device", "ndim"} <= set(ops.ATTRIBUTES)
+    assert all(callable(getattr(torch, n)) for n in ops.TORCH_FUNCTIONS)
+    assert all(callable(getattr(F, n)) for n in ops.F_FUNCTIONS)
+    assert all(callable(getattr(torch.Tensor, n)) for n in ops.METHODS)
+    x = torch.zeros(2, 3)
+    assert all(hasattr(x, n) for n in ops.ATTRIBUTES)
+    assert all(isinstance(getattr(torch, n), torch.dtype) for n in ops.DTYPE_CONSTANTS)
+    doc = cli.json("ops")
+    assert set(doc) >= {"functions", "methods", "attributes"}
+    assert "F.scaled_dot_product_attention" in doc["functions"] and "torch.cat" in doc["functions"] and "view" in doc["methods"]

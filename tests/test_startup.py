@@ -32,7 +32,7 @@ def probe(*args: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize(
     "args",
-    [("--help",), ("tree", "--help"), ("init", "--help"), ("schemes",), ("configs",), ("--version",)],
+    [("--help",), ("tree", "--help"), ("init", "--help"), ("schemes",), ("configs",), ("ops",), ("ops", "--json"), ("--version",)],
 )
 def test_no_torch_for_help_and_listings(args: tuple[str, ...]) -> None:
     state, code = probe(*args)

@@ -42,3 +42,32 @@ def configs(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
         return
     width = max((len(n) for n, _ in items), default=0)
     sys.stdout.write("".join(f"{n.ljust(width)}  {d}\n" for n, d in items))
+
+
+@app.command()
+@handled
+def ops(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """What a written forward may call: functions, tensor methods, attributes, constants, operators."""
+    from netinspect.ops import listing
+
+    doc = listing()
+    if as_json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
+    lines = []
+    for kind, names in doc.items():
+        lines.append(f"{kind}:")
+        lines.extend(_wrapped(names))
+    lines.append("")
+    lines.append("functions beyond these: --allow pkg.mod:func (then call func(...) or pkg.mod.func(...) in forward)")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _wrapped(names: list[str], width: int = 100) -> list[str]:
+    out, line = [], " "
+    for name in names:
+        if len(line) + len(name) + 1 > width:
+            out.append(line)
+            line = " "
+        line += " " + name
+    return [*out, line]
