@@ -18,6 +18,8 @@ from torch import nn
 from . import tracing
 from .build import Built, all_named_modules
 from .build.fxgraph import GraphModule
+from .build.inputs import draw_inputs
+from .build.inputs import input_bytes as inputs_bytes
 from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
 from .layers import dtype_name
 from .spec import InputSpec
@@ -335,28 +337,11 @@ def _shape_tree(x: Any) -> Any:
 
 
 def make_inputs(built: Built, specs: list[InputSpec]) -> list[torch.Tensor]:
-    """Seeded inputs: ``torch.rand`` for float inputs, ``torch.randint`` below ``high`` for integer ones."""
-    from .layers import DTYPES
-
-    out = []
-    for s in specs:
-        dt = DTYPES[s.dtype] if s.dtype else built.dtype
-        if dt.is_floating_point:
-            out.append(torch.rand(s.shape, dtype=dt, device=built.device))
-        else:
-            high = s.high
-            if high is None:
-                sizes = [m.num_embeddings for m in built.module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
-                high = min(sizes) if sizes else 2
-            if high < 1:
-                raise RunFailure.at(
-                    s.pos, f"cannot draw integer inputs below {high}: the smallest Embedding has no rows", "give the input a 'high:'"
-                )
-            if dt == torch.bool:
-                out.append(torch.randint(0, 2, s.shape, device=built.device).bool())
-            else:
-                out.append(torch.randint(0, high, s.shape, dtype=dt, device=built.device))
-    return out
+    """Seeded inputs: ``torch.rand`` for float inputs, ``torch.randint`` below ``high`` for integer ones.
+    A model with lazy modules already drew its file's inputs while it was built: those are used."""
+    if built.inputs is not None and specs == list(built.spec.inputs):
+        return list(built.inputs)
+    return draw_inputs(built.module, specs, built.dtype, built.device)
 
 
 def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bool = True) -> ForwardResult:
@@ -432,9 +417,7 @@ CPU_CHECK_BYTES = 64 << 20
 
 
 def input_bytes(built: Built, specs: list[InputSpec]) -> int:
-    from .layers import DTYPES
-
-    return sum(math.prod(s.shape) * (DTYPES[s.dtype] if s.dtype else built.dtype).itemsize for s in specs)
+    return inputs_bytes(specs, built.dtype)
 
 
 def check_forward(built: Built) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from netinspect import layers
-from netinspect.errors import Pos, Problem, Problems, exc_text
+from netinspect.errors import Pos, Problem, Problems, SpecError, exc_text
 from netinspect.schemes import SchemeError, SchemeStep, apply_steps
 from netinspect.spec import Decl, Graph, Leaf, ModelSpec, Ref, Rule, Seq, TensorEntry, walk
 
@@ -92,9 +92,11 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
             if isinstance(found, Problem):
                 problems.extend([found])  # Problems keeps one line per problem
                 continue
-            if found.__name__.startswith("Lazy"):
+            if issubclass(found, nn.modules.lazy.LazyModuleMixin) and not spec.inputs:
                 problems.add(
-                    d.pos, f"{found.__name__} has no shapes until its first forward pass", f"use {found.__name__[4:]} with explicit sizes"
+                    d.pos,
+                    f"{found.__name__} has no shapes until its first forward pass, and the file declares no input:",
+                    f"add input: [batch, ...] (a first forward then gives it its shapes), or use {found.__name__[4:]} with explicit sizes",
                 )
                 continue
             bad = layers.check_args(found, d.args, dict(d.kwargs), d.pos)
@@ -130,6 +132,7 @@ class Assembler:
         self.shared_decls = dict(spec.shared)
         self.failed: set[int] = set()
         self.checked_calls: set[int] = set()
+        self.lazy: set[int] = set()  # ids of the lazy modules constructed
         self.graph_classes: dict[int, type[GraphModule]] = {}  # id(Graph decl) -> its class
         self.makers: dict[type, Callable[[Any, str], nn.Module | None]] = {
             Leaf: self._leaf,
@@ -195,6 +198,8 @@ class Assembler:
             if self.protos is not None and key is not None and cloneable(m):
                 self.protos[key] = Recipe(m)
         self.created.append(m)
+        if isinstance(m, nn.modules.lazy.LazyModuleMixin):
+            self.lazy.add(id(m))
         return m
 
     def _seq(self, decl: Seq, path: str) -> nn.Module | None:
@@ -275,3 +280,34 @@ class Assembler:
             why = check_call(type(child), step)
             if why is not None:
                 self.problems.add(pos, f"'{step.target}' cannot be called this way: {why}", "match the arguments of its forward")
+
+
+def first_forward(root: nn.Module, draw: Callable[[], list[torch.Tensor]], origin: dict[int, Pos], at: Pos) -> list[nn.Module]:
+    """Run the forward once on inputs from ``draw()`` (after the construction, as D2L draws ``X``), so
+    that lazy modules take their shapes (and, off meta, their values): the lazy modules in the order
+    they were initialised. A failure is a located SpecError."""
+    order: list[nn.Module] = []
+    stack: list[nn.Module] = []
+
+    def pre(m: nn.Module, args: Any) -> None:
+        stack.append(m)
+        if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params():
+            order.append(m)
+
+    def post(m: nn.Module, args: Any, out: Any) -> None:
+        stack.pop()
+
+    inputs = draw()
+    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = nn.modules.module.register_module_forward_hook(post)
+    try:
+        with torch.no_grad():
+            root(*inputs)
+    except Exception as exc:
+        where = next((origin[id(m)] for m in reversed(stack) if id(m) in origin), at)
+        message = f"the first forward pass, which gives lazy modules their shapes, failed in {type(stack[-1]).__name__}" if stack else ""
+        raise SpecError.at(where, f"{message or 'the first forward pass failed'}: {exc_text(exc)}", "check input: and the sizes") from None
+    finally:
+        h1.remove()
+        h2.remove()
+    return order

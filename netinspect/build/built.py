@@ -30,6 +30,9 @@ class Built:
     plan: list[Planned]
     applied: dict[int, list[SchemeStep]] = field(default_factory=dict)
     bytes_needed: int = 0
+    #: lazy modules in the order a first forward initialised them, and the inputs it drew (SPEC §1.3)
+    lazy: list[nn.Module] = field(default_factory=list)
+    inputs: list[torch.Tensor] | None = None
 
     @property
     def tied_ids(self) -> set[int]:

@@ -14,6 +14,7 @@ from netinspect.schemes import POST_OPS, SchemeError, SchemeStep, apply_steps
 
 from .assemble import Constructed, TensorInit
 from .built import Built
+from .inputs import draw_inputs
 from .plan import Planned
 from .ties import retie, untie
 from .walk import postorder, unique_modules
@@ -78,11 +79,14 @@ def covered(plan: Sequence[Planned]) -> set[tuple[int, str]]:
 @dataclass(frozen=True, slots=True)
 class InitStep:
     """One call of the default init, in construction order: ``run()`` sets ``module``'s own
-    tensors named in ``tensors`` (and nothing else) from the global random stream."""
+    tensors named in ``tensors`` (and nothing else) from the global random stream, unless it is
+    the ``whole_model`` first forward of a model with lazy modules."""
 
     module: nn.Module
     run: Callable[[], object]
     tensors: tuple[str, ...]
+    #: the first forward of a model with lazy modules: it may set tensors anywhere in the model
+    whole_model: bool = False
 
 
 def default_init_steps(built: Built, created: Sequence[Constructed]) -> list[InitStep]:
@@ -93,7 +97,7 @@ def default_init_steps(built: Built, created: Sequence[Constructed]) -> list[Ini
     total_numel = sum(p.numel() for p in built.module.parameters())
     skip = covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
     steps: list[InitStep] = []
-    done: set[int] = set()
+    done: set[int] = {id(m) for m in built.lazy}  # lazy modules are initialised by the first forward, below
     for m in created:
         if isinstance(m, TensorInit):
             steps.append(InitStep(m.module, m.run, (m.name,)))
@@ -105,10 +109,41 @@ def default_init_steps(built: Built, created: Sequence[Constructed]) -> list[Ini
             own = [n for n, p in sub._parameters.items() if p is not None]
             if skip and own and not list(sub.buffers(recurse=False)) and all((id(sub), n) in skip for n in own):
                 continue
-            reset = getattr(sub, "reset_parameters", None) or getattr(sub, "_reset_parameters", None)
-            if callable(reset):
-                steps.append(InitStep(sub, reset, tuple(n for store in (sub._parameters, sub._buffers) for n in store)))
+            step = _reset_step(sub)
+            if step is not None:
+                steps.append(step)
+    if built.lazy:  # then X is drawn and the first forward runs, initialising each lazy module when it is first called
+        steps.append(InitStep(built.module, lambda: first_forward(built), (), whole_model=True))
     return steps
+
+
+def first_forward(built: Built) -> None:
+    """What ``X = torch.rand(...); net(X)`` does after the construction of a model with lazy modules:
+    draw the inputs, run the forward (in training mode, as constructed), and give each lazy module its
+    values just before its first call. Buffers the forward updates (BatchNorm statistics) and random
+    numbers it draws (Dropout) are as in plain PyTorch."""
+    built.inputs = draw_inputs(built.module, built.spec.inputs, built.dtype, built.device)
+    pending = {id(m): m for m in built.lazy}
+
+    def pre(m: nn.Module, args: object) -> None:
+        if pending.pop(id(m), None) is not None:
+            step = _reset_step(m)
+            if step is not None:
+                step.run()
+
+    hook = nn.modules.module.register_module_forward_pre_hook(pre)
+    try:
+        with torch.no_grad():
+            built.module(*built.inputs)
+    finally:
+        hook.remove()
+
+
+def _reset_step(m: nn.Module) -> InitStep | None:
+    reset = getattr(m, "reset_parameters", None) or getattr(m, "_reset_parameters", None)
+    if not callable(reset):
+        return None
+    return InitStep(m, reset, tuple(n for store in (m._parameters, m._buffers) for n in store))
 
 
 def materialise(

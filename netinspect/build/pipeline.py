@@ -14,8 +14,9 @@ from netinspect.devices import check_fits
 from netinspect.errors import DeviceError, Problems, first_line
 from netinspect.spec import ModelSpec, Rule
 
-from .assemble import Assembler, ScopedRule, no_init, resolve_classes
+from .assemble import Assembler, ScopedRule, first_forward, no_init, resolve_classes
 from .built import Built
+from .inputs import draw_inputs
 from .materialise import Progress, apply_plan, materialise, replayable
 from .plan import plan_rules
 from .ties import bind_ties
@@ -49,23 +50,39 @@ def build(
         """Construct (as ``torch.set_default_dtype(dtype)`` would), tie, freeze and plan the rules."""
         problems = Problems()
         asm = Assembler(spec, classes, problems, clone=on.type == "meta", init_now=on.type != "meta")
-        quiet = no_init() if on.type == "meta" else contextlib.nullcontext()
+
+        def quiet() -> contextlib.AbstractContextManager[None]:
+            return no_init() if on.type == "meta" else contextlib.nullcontext()
+
         saved = torch.get_default_dtype()
         torch.set_default_dtype(tdtype)
         try:
-            with torch.device(on), quiet:
+            with torch.device(on), quiet():
                 root = asm.run()
         finally:
             torch.set_default_dtype(saved)
         problems.raise_if_any()
         assert root is not None
+        lazy: list[nn.Module] = []
+        drawn: list[torch.Tensor] = []
+        if asm.lazy:  # a first forward gives lazy modules their shapes (off meta, their values too)
+
+            def draw() -> list[torch.Tensor]:
+                drawn.extend(draw_inputs(root, spec.inputs, tdtype, on))
+                return drawn
+
+            with torch.device(on), quiet():
+                lazy = first_forward(root, draw, asm.origin, spec.inputs[0].pos)
         ties = bind_ties(spec, root)
         for m in asm.frozen:
             m.requires_grad_(False)
         scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
         scoped += [ScopedRule(r, root, "", cli=True) for r in extra_rules]
         plan = plan_rules(scoped, allowed)
-        return asm, Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, unique_bytes(root))
+        made = Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, unique_bytes(root), lazy)
+        if on.type != "meta" and lazy:
+            made.inputs = drawn
+        return asm, made
 
     asm, built = assemble(torch.device("meta"))
     if device.type == "meta":
