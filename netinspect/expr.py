@@ -89,17 +89,20 @@ class Expr:
 
 @dataclass(frozen=True, slots=True)
 class CallExpr:
-    """``name(args..., key=value...)`` with unevaluated arguments; a bare ``name`` has none."""
+    """``name(args..., key=value...)`` with unevaluated arguments; a bare ``name`` has none. An
+    argument that is itself a call (``TransformerEncoder(TransformerEncoderLayer(64, 4), 2)``) is
+    a CallExpr: the caller decides what it builds (the model-file layer: a module argument)."""
 
     name: str
-    args: tuple[Expr, ...]
-    kwargs: tuple[tuple[str, Expr], ...]
+    args: tuple[Expr | CallExpr, ...]
+    kwargs: tuple[tuple[str, Expr | CallExpr], ...]
     source: str
     name_offset: int = 0
 
     def evaluate(self, scope: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        args = tuple(a.evaluate(scope) for a in self.args)
-        kwargs = {k: v.evaluate(scope) for k, v in self.kwargs}
+        """The arguments' values; a call argument stays its CallExpr."""
+        args = tuple(a if isinstance(a, CallExpr) else a.evaluate(scope) for a in self.args)
+        kwargs = {k: v if isinstance(v, CallExpr) else v.evaluate(scope) for k, v in self.kwargs}
         return args, kwargs
 
     def is_bare(self) -> bool:
@@ -171,17 +174,15 @@ def _call_from_node(node: ast.expr, source: str) -> CallExpr:
     if isinstance(node, ast.Call):
         name = _dotted(node.func)
         if name is None:
-            raise ExprError(f"{source.strip()!r} is not a call of a name", node.col_offset)
+            raise ExprError(f"the call {_clip(_segment(source, node))!r} is not allowed: only NAME(...) or pkg.NAME(...)", node.col_offset)
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise ExprError("starred arguments are not allowed", arg.col_offset)
-            _check(arg)
         for kw in node.keywords:
             if kw.arg is None:
                 raise ExprError("'**' arguments are not allowed", kw.value.col_offset)
-            _check(kw.value)
-        args = tuple(Expr(_segment(source, a), a) for a in node.args)
-        kwargs = tuple((kw.arg, Expr(_segment(source, kw.value), kw.value)) for kw in node.keywords if kw.arg)
+        args = tuple(_argument(a, source) for a in node.args)
+        kwargs = tuple((kw.arg, _argument(kw.value, source)) for kw in node.keywords if kw.arg)
         return CallExpr(name, args, kwargs, source.strip(), node.func.col_offset)
     name = _dotted(node)
     if name is None:
@@ -191,6 +192,14 @@ def _call_from_node(node: ast.expr, source: str) -> CallExpr:
             "write a call such as Linear(4, 8) or a bare name such as ReLU",
         )
     return CallExpr(name, (), (), source.strip(), node.col_offset)
+
+
+def _argument(node: ast.expr, source: str) -> Expr | CallExpr:
+    """A call's argument: an expression, or a call of its own (a module built to be passed)."""
+    if isinstance(node, ast.Call):
+        return _call_from_node(node, source)
+    _check(node)
+    return Expr(_segment(source, node), node)
 
 
 def _segment(source: str, node: ast.expr) -> str:

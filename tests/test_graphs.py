@@ -584,3 +584,29 @@ def test_the_allow_list_holds_the_spec_set_and_names_real_torch_functions(cli: C
     doc = cli.json("ops")
     assert set(doc) >= {"functions", "methods", "attributes"}
     assert "F.scaled_dot_product_attention" in doc["functions"] and "torch.cat" in doc["functions"] and "view" in doc["methods"]
+
+
+# --------------------------------------------------------------------------- modules passed to constructors
+
+
+def test_module_valued_arguments_are_built_as_pytorch_builds_them(tmp_path: Path, cli: Cli) -> None:
+    """TransformerEncoder deep-copies the layer it is given: its values are copies of one layer's."""
+    path = write(
+        tmp_path,
+        "enc.yaml",
+        "netinspect: 1\ninput: [2, 5, 16]\nmodel:\n"
+        "  - TransformerEncoder(TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True), 2, enable_nested_tensor=False)\n"
+        "  - Linear(16, 3)\n",
+    )
+
+    def ref() -> nn.Module:
+        layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True)
+        return nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), nn.Linear(16, 3))
+
+    for seed in (0, 5):
+        assert_same(built(path, seed=seed), seeded(ref, seed), torch.rand(2, 5, 16))
+    meta = built(path, device="meta")
+    assert [(k, v.shape) for k, v in meta.state_dict().items()] == [(k, v.shape) for k, v in seeded(ref).state_dict().items()]
+    bad = write(tmp_path, "bad.yaml", "netinspect: 1\nmodel:\n  - Linear(open('/etc/passwd'), 8)\n")
+    result = cli.run("validate", bad, code=3)
+    assert "the call open('/etc/passwd') is not allowed as an argument: unknown module type 'open'" in result.stderr

@@ -90,6 +90,8 @@ def resolve_classes(spec: ModelSpec, allowed: dict[str, type[nn.Module]]) -> dic
                 continue
             found = layers.resolve(d.type_name, allowed, d.pos, spec.block_names)
             if isinstance(found, Problem):
+                if d.argument:  # eval(...), open(...): a call in an argument must build a module
+                    found = Problem(f"the call {d!r} is not allowed as an argument: {found.message}", found.pos, found.hint)
                 problems.extend([found])  # Problems keeps one line per problem
                 continue
             if issubclass(found, nn.modules.lazy.LazyModuleMixin) and not spec.inputs:
@@ -133,6 +135,9 @@ class Assembler:
         self.failed: set[int] = set()
         self.checked_calls: set[int] = set()
         self.lazy: set[int] = set()  # ids of the lazy modules constructed
+        #: a constructor took a module (TransformerEncoder copies its layer): its default init cannot
+        #: be replayed module by module, the model is constructed for real on the device
+        self.passes_modules = False
         self.graph_classes: dict[int, type[GraphModule]] = {}  # id(Graph decl) -> its class
         self.makers: dict[type, Callable[[Any, str], nn.Module | None]] = {
             Leaf: self._leaf,
@@ -182,13 +187,20 @@ class Assembler:
         if id(decl) in self.failed:
             return None
         cls = self.classes[id(decl)]
+        args, kwargs = decl.args, dict(decl.kwargs)
+        if decl.arguments():  # modules passed as arguments are built first, as Python evaluates them
+            self.passes_modules = True
+            made = [self.make(a, f"{path}<argument>") if isinstance(a, (Leaf, Seq, Ref, Graph)) else a for a in (*args, *kwargs.values())]
+            if any(m is None for m in made):
+                return None
+            args, kwargs = tuple(made[: len(args)]), dict(zip(kwargs, made[len(args) :], strict=True))
         key = self._key(decl, cls) if self.protos is not None else None
         recipe = self.protos.get(key) if self.protos is not None and key is not None else None
         if recipe is not None:
             m = recipe.make()
         else:
             try:
-                m = cls(*decl.args, **dict(decl.kwargs))
+                m = cls(*args, **kwargs)
             except Exception as exc:
                 self.failed.add(id(decl))
                 bare = [a for a in (*decl.args, *(v for _, v in decl.kwargs)) if isinstance(a, str) and a in self.spec.names]

@@ -93,11 +93,12 @@ def build(
     try:
         if need == "storage":
             materialise(built, asm.created, list(asm.shared.values()), progress, init=False)
-        elif replayable(asm.created):
+        elif replayable(asm.created) and not asm.passes_modules:
             materialise(built, asm.created, list(asm.shared.values()), progress)
             apply_plan(built, progress)
         else:
-            # classes outside torch.nn may draw random numbers anywhere in __init__: construct for real
+            # classes outside torch.nn may draw random numbers anywhere in __init__, and a constructor
+            # that takes a module may copy it: construct for real
             torch.manual_seed(seed_value)
             _, built = assemble(device)
             apply_plan(built, progress)

@@ -93,6 +93,10 @@ def _compile_call(call: CallExpr, text: str, index: int | None) -> SchemeStep:
     given: dict[str, tuple[object, Expr]] = {}
     pairs = [(names[i], expr) for i, expr in enumerate(call.args)] + list(call.kwargs)
     for key, expr in pairs:
+        if isinstance(expr, CallExpr):
+            raise SchemeError(
+                f"{info.name}: a call is not allowed in scheme arguments ({expr.source})", _ARGS_HINT, index=index, offset=lead
+            )
         if key not in names:
             raise fail(f"unknown argument '{key}'", did_you_mean(key, names) or sig_hint, expr)
         if key in given:

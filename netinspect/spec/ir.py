@@ -63,6 +63,10 @@ class Node:
         """(name, node) of the child modules this node declares, in order."""
         return ()
 
+    def arguments(self) -> tuple[Decl, ...]:
+        """Modules built to be passed to this node's constructor (``TransformerEncoder(layer, 2)``)."""
+        return ()
+
     def owns_module(self) -> bool:
         """False where the node is another node's module (a ``ref``): it counts no module of its own."""
         return True
@@ -74,13 +78,22 @@ class Node:
         return dataclasses.replace(self, frozen=self.frozen or frozen, rules=self.rules + rules)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True, repr=False)
 class Leaf(Node):
-    """A module built by calling a class: ``type_name(*args, **kwargs)``."""
+    """A module built by calling a class: ``type_name(*args, **kwargs)``; an argument may be a
+    declaration itself (a module built first and passed, as PyTorch code passes one)."""
 
     type_name: str
     args: tuple[Any, ...]
     kwargs: tuple[tuple[str, Any], ...]
+    argument: bool = False  # this call is itself an argument of another
+
+    def arguments(self) -> tuple[Decl, ...]:
+        return tuple(a for a in (*self.args, *(v for _, v in self.kwargs)) if isinstance(a, Node))  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
+        return f"{self.type_name}({', '.join(parts)})"
 
 
 @dataclass(frozen=True, slots=True, eq=False, kw_only=True)
@@ -186,6 +199,7 @@ def walk(decl: Decl) -> Iterator[Decl]:
             continue
         seen.add(id(d))
         yield d
+        stack.extend(reversed(d.arguments()))
         stack.extend(c for _, c in reversed(d.children()))
 
 
@@ -193,7 +207,8 @@ def count_modules(decl: Decl, memo: dict[int, int]) -> int:
     """Modules the declaration constructs, each place counted (a shared subtree at each place it sits)."""
     key = id(decl)
     if key not in memo:
-        memo[key] = int(decl.owns_module()) + sum(count_modules(c, memo) for _, c in decl.children())
+        parts = [c for _, c in decl.children()] + list(decl.arguments())
+        memo[key] = int(decl.owns_module()) + sum(count_modules(c, memo) for c in parts)
     return memo[key]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from netinspect.errors import Pos, did_you_mean
-from netinspect.expr import ExprError, parse_call
+from netinspect.expr import CallExpr, ExprError, parse_call
 from netinspect.yamlpos import YMap, YNode, YScalar, YSeq
 
 from .blocks import block_signature
@@ -438,18 +438,32 @@ def _call_node(ctx: Ctx, yn: YScalar, local: Mapping[str, Any], stack: tuple[str
             hint = "YAML splits flow lists at commas: quote call strings with commas inside [...]"
         ctx.problems.add(expr_pos(yn, exc.offset), exc.message, hint)
         return None
+    return _call(ctx, call, yn, local, stack, depth, False)
+
+
+def _call(
+    ctx: Ctx, call: CallExpr, yn: YScalar, local: Mapping[str, Any], stack: tuple[str, ...], depth: int, argument: bool
+) -> Decl | None:
+    """A parsed call → a block use or a Leaf; an argument that is a call becomes the declaration of
+    the module it builds (built first, then passed)."""
     try:
         args, kwargs = call.evaluate(ctx.scope(local))
     except ExprError as exc:
         ctx.problems.add(expr_pos(yn, exc.offset), exc.message, exc.hint)
         return None
+    values = [*args, *kwargs.values()]
+    if any(isinstance(v, CallExpr) for v in values):
+        built = [_call(ctx, v, yn, local, stack, depth, True) if isinstance(v, CallExpr) else v for v in values]
+        if any(b is None for b, v in zip(built, values, strict=True) if isinstance(v, CallExpr)):
+            return None
+        args, kwargs = tuple(built[: len(args)]), dict(zip(kwargs, built[len(args) :], strict=True))
     if call.name in ctx.blocks:
         return block_instance(ctx, call.name, args, kwargs, yn.pos, stack, depth, None)
-    return _resolve_call(ctx, call.name, args, kwargs, yn.pos, stack, depth)
+    return _resolve_call(ctx, call.name, args, kwargs, yn.pos, stack, depth, argument)
 
 
 def _resolve_call(
-    ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], pos: Pos, stack: tuple[str, ...], depth: int
+    ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], pos: Pos, stack: tuple[str, ...], depth: int, argument: bool = False
 ) -> Decl | None:
     """A call by name: a block use, or a module class (checked against torch later, in ``build``)."""
     if name in ctx.blocks:
@@ -459,7 +473,7 @@ def _resolve_call(
         return None
     if container_call(ctx, name, pos):
         return None
-    leaf = Leaf(type_name=name, args=args, kwargs=tuple(kwargs.items()), pos=pos)
+    leaf = Leaf(type_name=name, args=args, kwargs=tuple(kwargs.items()), pos=pos, argument=argument)
     ctx.leaves.append(leaf)
     return leaf
 
