@@ -385,7 +385,7 @@ def forward_json(built: Any, result: Any, all_values: bool = False) -> dict[str,
 
     meta = str(built.device) == "meta"
     out = result.output
-    shown = not meta and hasattr(out, "detach") and (all_values or out.numel() <= OUTPUT_VALUES_LIMIT)
+    shown = not meta and (all_values or _numel(out) <= OUTPUT_VALUES_LIMIT)
     modules = [m for m in result.modules if m.line is None]
     steps = [m for m in result.modules if m.line is not None]
     return {
@@ -393,12 +393,29 @@ def forward_json(built: Any, result: Any, all_values: bool = False) -> dict[str,
         "device": str(built.device),
         "input_shape": result.input_shapes[0] if len(result.input_shapes) == 1 else result.input_shapes,
         "output_shape": result.output_shape,
-        "output": values(out) if shown else None,
+        "output": _values(out, values) if shown else None,
         "modules": [{"path": m.path, "type": m.type, "output_shape": m.output_shape} for m in modules],
         "steps": [
             {"module": m.path, "name": m.name, "op": m.type, "line": m.line, "code": m.code, "output_shape": m.output_shape} for m in steps
         ],
     }
+
+
+def _numel(out: Any) -> int:
+    if hasattr(out, "numel"):
+        return int(out.numel())
+    if isinstance(out, (tuple, list)):
+        return sum(_numel(x) for x in out)
+    return 0
+
+
+def _values(out: Any, values: Any) -> Any:
+    """A forward's output as JSON: a tensor's nested lists, a tuple's items in a list."""
+    if hasattr(out, "detach"):
+        return values(out)
+    if isinstance(out, (tuple, list)):
+        return [_values(x, values) for x in out]
+    return out if isinstance(out, (int, float, bool, str)) or out is None else None
 
 
 def forward_lines(built: Any, result: Any) -> list[Line]:

@@ -4,9 +4,7 @@ and ``--save`` written atomically (a temporary file beside the target, renamed w
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from torch import nn
 from .build import Built
 from .errors import Pos, Problem, SpecError, UsageError, did_you_mean, first_line
 from .expr import ExprError, parse_expr
+from .files import atomic_write
 
 ALIASES_KEY = "netinspect.aliases"
 _OPS = {"=": "fill_", "+=": "add_", "-=": "sub_", "*=": "mul_", "/=": "div_"}
@@ -97,34 +96,13 @@ def apply_edits(built: Built, edits: list[Edit]) -> None:
 # --- save ---------------------------------------------------------------------------------------
 
 
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the target's folder; rename only when complete."""
-    target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError.at(None, f"--save {str(target)!r}: folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_state(built: Built, target: Path) -> None:
     """``.pt``: every key (tied keys share storage, as torch.save does). ``.safetensors``: each tied
     tensor once under its first path, the other paths recorded in the metadata."""
     sd = built.module.state_dict(keep_vars=True)
     if target.suffix in (".pt", ".pth"):
         plain = {k: v.detach() for k, v in sd.items()}
-        _atomic_write(target, lambda tmp: torch.save(plain, tmp))
+        atomic_write(target, lambda tmp: torch.save(plain, tmp))
         return
     from safetensors.torch import save_file
 
@@ -138,7 +116,7 @@ def save_state(built: Built, target: Path) -> None:
         first[id(v)] = k
         tensors[k] = v.detach().to("cpu").contiguous().clone()
     meta = {"format": "pt", ALIASES_KEY: json.dumps(aliases)}
-    _atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 # --- load ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,6 +34,9 @@ class Built:
     #: lazy modules in the order a first forward initialised them, and the inputs it drew (SPEC §1.3)
     lazy: list[nn.Module] = field(default_factory=list)
     inputs: list[torch.Tensor] | None = None
+    frozen: list[nn.Module] = field(default_factory=list)  # modules declared frozen: true
+    #: what the construction did, in order (modules built by calling a class, graphs' tensor entries)
+    constructed: list[Any] = field(default_factory=list)
 
     @property
     def tied_ids(self) -> set[int]:

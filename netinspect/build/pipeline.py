@@ -82,6 +82,8 @@ def build(
         made = Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, unique_bytes(root), lazy)
         if on.type != "meta" and lazy:
             made.inputs = drawn
+        made.frozen = asm.frozen
+        made.constructed = asm.created
         return asm, made
 
     asm, built = assemble(torch.device("meta"))

@@ -79,6 +79,10 @@ class Program:
     output: Any
     lines: tuple[str, ...]
     used: frozenset[str] = frozenset()  # child paths it calls
+    #: the constant conditions of ``A if COND else B``, by (line, column) of the expression: True for A
+    decisions: tuple[tuple[tuple[int, int], bool], ...] = ()
+    #: the vars and block parameters it uses, with their values
+    constants: tuple[tuple[str, Any], ...] = ()
 
     def key(self) -> Any:
         """Equal for programs that compile to the same graph (wherever they were written)."""
@@ -176,6 +180,8 @@ class _Compiler:
     counters: dict[str, int] = field(default_factory=dict)
     attrs: dict[str, StepRef] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
+    decisions: dict[tuple[int, int], bool] = field(default_factory=dict)
+    used_constants: dict[str, Any] = field(default_factory=dict)
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -329,6 +335,7 @@ class _Compiler:
                 self.attrs[name] = self.add("get_attr", name, (), (), node, name)
             return self.attrs[name]
         if name in self.constants:
+            self.used_constants[name] = self.constants[name]
             return self.constants[name]
         if name == "torch":
             return _TORCH
@@ -365,8 +372,9 @@ class _Compiler:
         if isinstance(node, (ast.Compare, ast.BoolOp)):
             return self.condition(node)
         if isinstance(node, ast.IfExp):
-            chosen = node.body if self.condition(node.test) else node.orelse
-            return self.expr(chosen)
+            decided = bool(self.condition(node.test))
+            self.decisions[(node.lineno, node.col_offset)] = decided
+            return self.expr(node.body if decided else node.orelse)
         if isinstance(node, ast.Attribute):
             return self.attribute(node)
         if isinstance(node, ast.Subscript):
@@ -576,7 +584,15 @@ def compile_forward(
         output = compiler.run(tree.body)
     except RecursionError:
         raise ForwardError("the forward is nested too deeply", 1, 0) from None
-    return Program(inputs, tuple(compiler.steps), output, lines, frozenset(compiler.used))
+    return Program(
+        inputs,
+        tuple(compiler.steps),
+        output,
+        lines,
+        frozenset(compiler.used),
+        tuple(compiler.decisions.items()),
+        tuple(compiler.used_constants.items()),
+    )
 
 
 def _dotted(node: ast.expr) -> str | None:
