@@ -20,7 +20,7 @@ from .ties import retie, untie
 from .walk import postorder, unique_modules
 
 #: Models at least this large (elements) skip the default init that init rules overwrite.
-SKIP_DEFAULT_MIN_NUMEL = 1 << 24
+SKIP_DEFAULT_MIN_NUMEL = 1 << 30
 
 Progress = Callable[[str, int, int], None]
 
