@@ -5,7 +5,9 @@ model file of the same name must build: the same ``print(model)`` text, the same
 ``state_dict()`` keys, shapes and order, and the same parameter sharing. The code is
 written the way a PyTorch user writes it (the D2L notebook's cells verbatim for the D2L
 nets; torchvision's AlexNet/VGG written out by hand, as a ``Sequential`` with the same
-named children, since torchvision is not a dependency).
+named children, since torchvision is not a dependency). The networks with a written
+forward (ResNet, ViT, Inception, LLaMA, GPT-2, the tiny LM) are ``nn.Module`` classes after
+the upstream source each docstring names, here and in ``bench/reference_nets.py``.
 
 * ``REFERENCES`` maps a config name to a builder that takes no arguments.
 * ``BIG`` names the configs whose builders construct on the ``meta`` device (they would
@@ -18,7 +20,9 @@ named children, since torchvision is not a dependency).
 
 Init rules are not part of a reference: builders return the freshly constructed module
 (PyTorch's default init); the docstrings of ``d2l_init`` and ``d2l_custom_init`` say
-which rules the model file applies on top.
+which rules the model file applies on top. Init that an upstream constructor itself
+performs is part of its reference (ResNet's init loop, ViT's, HF ``Conv1D``'s), as the
+model file's ``init:`` rules and ``param:`` schemes are part of the file.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Callable
 
 import reference_nets  # bench/reference_nets.py (conftest puts bench/ on the path)
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # --------------------------------------------------------------------------- D2L
@@ -183,51 +188,152 @@ def mlp_bn() -> nn.Module:
     )
 
 
+# --------------------------------------------------------------------------- graph modules (written forward)
+
+
+def resnet18() -> nn.Module:
+    """configs/resnet18.yaml — torchvision ``resnet18()`` with its constructor's init loop (bench/reference_nets.py)."""
+    return reference_nets.resnet18()
+
+
+def resnet50() -> nn.Module:
+    """configs/resnet50.yaml — torchvision ``resnet50()`` with its constructor's init loop (bench/reference_nets.py)."""
+    return reference_nets.resnet50()
+
+
+def vit_b_16() -> nn.Module:
+    """configs/vit-b-16.yaml — torchvision ``vit_b_16()`` (bench/reference_nets.py)."""
+    return reference_nets.vit_b_16()
+
+
+class BasicConv2d(nn.Module):
+    """torchvision GoogLeNet's ``BasicConv2d`` (torchvision/models/googlenet.py, pytorch/vision, read at
+    commit 8f19c7dc): convolution without bias, BatchNorm (eps 0.001), ``F.relu(..., inplace=True)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, padding: int = 0):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, kernel_size=kernel_size, padding=padding)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Inception(nn.Module):
+    """torchvision GoogLeNet's ``Inception`` block (same file): four branches — 1x1; 1x1 then 3x3;
+    1x1 then 3x3 (torchvision's 3x3 where the paper has 5x5, vision#906); 3x3 max-pool then 1x1 —
+    joined by ``torch.cat`` on the channels."""
+
+    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int):
+        super().__init__()
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_channels, ch3x3red, kernel_size=1), BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1)
+        )
+        self.branch3 = nn.Sequential(
+            BasicConv2d(in_channels, ch5x5red, kernel_size=1), BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True), BasicConv2d(in_channels, pool_proj, kernel_size=1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+def inception() -> nn.Module:
+    """configs/inception.yaml — GoogLeNet's ``inception3a``: ``Inception(192, 64, 96, 128, 16, 32, 32)``
+    on a [1, 192, 28, 28] input, 256 output channels (PyTorch's default init: the block alone)."""
+    return Inception(192, 64, 96, 128, 16, 32, 32)
+
+
+def llama_tiny() -> nn.Module:
+    """configs/llama-tiny.yaml — the LLaMA classes at vocab 512, width 64, 4 heads of 16, 2 key/value
+    heads (grouped-query attention), SwiGLU 128, 2 layers; float32."""
+    return reference_nets.llama(**reference_nets.LLAMA["llama-tiny"])  # type: ignore[arg-type]
+
+
+class Block(nn.Module):
+    """configs/tinylm.yaml's ``Block``: a pre-norm transformer block — causal multi-head attention
+    (one ``qkv`` projection, ``F.scaled_dot_product_attention``) and a GELU MLP, each added to its input."""
+
+    def __init__(self, d: int, n_heads: int, ffn: int):
+        super().__init__()
+        self.d = d
+        self.n_heads = n_heads
+        self.ln_1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln_2 = nn.LayerNorm(d)
+        self.fc_in = nn.Linear(d, ffn)
+        self.act = nn.GELU()
+        self.fc_out = nn.Linear(ffn, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        t = x.shape[1]
+        q, k, v = self.qkv(self.ln_1(x)).chunk(3, dim=-1)
+        q = q.view(b, t, self.n_heads, -1).transpose(1, 2)
+        k = k.view(b, t, self.n_heads, -1).transpose(1, 2)
+        v = v.view(b, t, self.n_heads, -1).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, self.d))
+        return x + self.fc_out(self.act(self.fc_in(self.ln_2(x))))
+
+
+class TinyLM(nn.Module):
+    """configs/tinylm.yaml — a tiny causal language model: token embedding plus a learned position
+    embedding (a Parameter of the root, normal_(std=0.02) when constructed), two ``Block``s, final
+    LayerNorm, and an output head whose weight is the embedding's (tied by attribute assignment)."""
+
+    def __init__(self, vocab: int = 512, d: int = 64, n_heads: int = 4, ffn: int = 256, max_len: int = 16, n_blocks: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.pos_embed = nn.Parameter(torch.zeros(max_len, d))
+        nn.init.normal_(self.pos_embed, std=0.02)
+        self.blocks = nn.Sequential(*[Block(d, n_heads, ffn) for _ in range(n_blocks)])
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx) + self.pos_embed[: idx.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
 def tinylm() -> nn.Module:
-    """configs/tinylm.yaml — a tiny LM; the head is tied to the embedding by attribute assignment."""
-    vocab, d, ffn = 512, 64, 256
+    """configs/tinylm.yaml — vocab 512, width 64, 4 heads, MLP 256, 16 positions, 2 blocks; head tied to ``embed``."""
+    return TinyLM()
 
-    def block():
-        return nn.Sequential(
-            OrderedDict(
-                ln_1=nn.LayerNorm(d),
-                attn_proj=nn.Linear(d, d),
-                ln_2=nn.LayerNorm(d),
-                fc_in=nn.Linear(d, ffn),
-                act=nn.GELU(),
-                fc_out=nn.Linear(ffn, d),
-            )
-        )
 
-    model = nn.Sequential(
-        OrderedDict(
-            embed=nn.Embedding(vocab, d),
-            blocks=nn.Sequential(*[block() for _ in range(2)]),
-            ln_f=nn.LayerNorm(d),
-            head=nn.Linear(d, vocab, bias=False),
-        )
-    )
-    model.head.weight = model.embed.weight
-    return model
+def d2l_lazy() -> nn.Module:
+    """configs/d2l-lazy.yaml — D2L "Lazy Initialization", its cells verbatim: the parameters get their
+    shapes (and values, in call order) from the first forward pass on ``X = torch.rand(2, 20)``."""
+    net = nn.Sequential(nn.LazyLinear(256), nn.ReLU(), nn.LazyLinear(10))
+    X = torch.rand(2, 20)
+    net(X)
+    return net
 
 
 # --------------------------------------------------------------------------- big shapes (meta)
 
 
 def llama_7b() -> nn.Module:
-    """configs/llama-7b.yaml — built on meta, bfloat16; untied head."""
+    """configs/llama-7b.yaml — HF ``LlamaForCausalLM`` at LLaMA-7B, built on meta, bfloat16; untied head."""
     with torch.device("meta"):
-        return reference_nets.llama(**reference_nets.LLAMA["llama-7b"])
+        return reference_nets.llama(**reference_nets.LLAMA["llama-7b"])  # type: ignore[arg-type]
 
 
 def llama_70b() -> nn.Module:
-    """configs/llama-70b.yaml — built on meta, bfloat16; grouped-query attention (k/v 8192 -> 1024)."""
+    """configs/llama-70b.yaml — HF ``LlamaForCausalLM`` at Llama-2-70B (64 heads, 8 key/value heads), built on meta, bfloat16."""
     with torch.device("meta"):
-        return reference_nets.llama(**reference_nets.LLAMA["llama-70b"])
+        return reference_nets.llama(**reference_nets.LLAMA["llama-70b"])  # type: ignore[arg-type]
 
 
 def gpt2_xl() -> nn.Module:
-    """configs/gpt2-xl.yaml — built on meta, float32; head tied to wte by attribute assignment."""
+    """configs/gpt2-xl.yaml — HF ``GPT2LMHeadModel`` at GPT-2 XL, built on meta, float32; ``lm_head`` tied to ``wte``."""
     with torch.device("meta"):
         return reference_nets.gpt2_xl()
 
@@ -240,11 +346,17 @@ REFERENCES: dict[str, Callable[[], nn.Module]] = {
     "tied": tied,
     "d2l-init": d2l_init,
     "d2l-custom-init": d2l_custom_init,
+    "d2l-lazy": d2l_lazy,
     "lenet": lenet,
     "alexnet": alexnet,
     "vgg11": vgg11,
     "mlp-bn": mlp_bn,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "vit-b-16": vit_b_16,
+    "inception": inception,
     "tinylm": tinylm,
+    "llama-tiny": llama_tiny,
     "llama-7b": llama_7b,  # meta
     "llama-70b": llama_70b,  # meta
     "gpt2-xl": gpt2_xl,  # meta
@@ -261,6 +373,9 @@ EXPECTED_UNIQUE: dict[str, int] = {
     "tied": 121,  # D2L parameter tying
     "alexnet": 61_100_840,  # torchvision AlexNet_Weights.IMAGENET1K_V1 num_params
     "vgg11": 132_863_336,  # torchvision VGG11_Weights.IMAGENET1K_V1 num_params
+    "resnet18": 11_689_512,  # torchvision ResNet18_Weights.IMAGENET1K_V1 num_params
+    "resnet50": 25_557_032,  # torchvision ResNet50_Weights.IMAGENET1K_V1 num_params
+    "vit-b-16": 86_567_656,  # torchvision ViT_B_16_Weights.IMAGENET1K_V1 num_params
     "llama-7b": 6_738_415_616,  # LLaMA-7B
     "llama-70b": 68_976_648_192,  # LLaMA-2-70B
     "gpt2-xl": 1_557_611_200,  # GPT-2-XL (wte and lm_head one tensor)
@@ -269,7 +384,7 @@ EXPECTED_UNIQUE: dict[str, int] = {
 # Every parameter path counted (named_parameters(remove_duplicate=False)), where it differs.
 EXPECTED_BY_PATH: dict[str, int] = {
     "tied": 193,  # D2L: 121 + the shared Linear(8, 8)'s 72 a second time
-    "tinylm": 107_904 + 512 * 64,
+    "tinylm": 133_888 + 512 * 64,  # 133,888 unique (embed 32,768 + pos_embed 1,024 + 2 blocks of 49,984 + ln_f 128) + head = embed
     "gpt2-xl": 1_557_611_200 + 50257 * 1600,
 }
 

@@ -23,6 +23,7 @@ from netinspect.expr import COMPARISONS, MAX_INT, ExprError, apply_binop
 
 MAX_FORWARD_CHARS = 100_000
 MAX_STEPS = 100_000
+MAX_NESTING = 200
 
 ConstType = Union[int, float, bool, str, None]
 
@@ -182,6 +183,8 @@ class _Compiler:
     used: set[str] = field(default_factory=set)
     decisions: dict[tuple[int, int], bool] = field(default_factory=dict)
     used_constants: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0
+    loops: list[ast.For] = field(default_factory=list)  # the loops being unrolled, innermost last
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -202,7 +205,8 @@ class _Compiler:
 
     def add(self, op: str, target: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...], node: ast.AST, hint: str) -> StepRef:
         if len(self.steps) >= MAX_STEPS:
-            raise self.error(node, f"the forward unrolls to more than {MAX_STEPS:,} steps", "a 'for' over a very long sequential?")
+            at = self.loops[-1] if self.loops else node
+            raise self.error(at, f"the forward unrolls to more than {MAX_STEPS:,} steps", "a 'for' over a very long sequential?")
         name = self.fresh(hint)
         self.steps.append(Step(name, op, target, args, kwargs, getattr(node, "lineno", 0), getattr(node, "col_offset", 0)))
         return StepRef(name)
@@ -229,22 +233,18 @@ class _Compiler:
     def run(self, body: list[ast.stmt]) -> Any:
         for name in self.inputs:
             self.env[name] = self.add("input", name, (), (), ast.Pass(lineno=0, col_offset=0), name)
-        returns = [s for s in ast.walk(ast.Module(body=body, type_ignores=[])) if isinstance(s, ast.Return)]
-        if not returns:
-            last = body[-1] if body else None
-            raise ForwardError(
-                "the forward has no 'return'", getattr(last, "lineno", 1), getattr(last, "col_offset", 0), "end it with return EXPR"
-            )
-        if len(returns) > 1:
-            raise self.error(returns[1], "a second 'return': the forward has exactly one, last", _HINT_LANGUAGE)
-        if body[-1] is not returns[0]:
-            raise self.error(returns[0], "'return' must be the last statement of the forward", _HINT_LANGUAGE)
-        for stmt in body[:-1]:
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, ast.Return):
+                if i != len(body) - 1:
+                    raise self.error(stmt, "'return' must be the last statement of the forward", _HINT_LANGUAGE)
+                if stmt.value is None:
+                    raise self.error(stmt, "'return' needs a value", "return EXPR")
+                return self.expr(stmt.value)
             self.statement(stmt)
-        value = returns[0].value
-        if value is None:
-            raise self.error(returns[0], "'return' needs a value", "return EXPR")
-        return self.expr(value)
+        last = body[-1] if body else None
+        raise ForwardError(
+            "the forward has no 'return'", getattr(last, "lineno", 1), getattr(last, "col_offset", 0), "end it with return EXPR"
+        )
 
     def statement(self, stmt: ast.stmt) -> None:
         if isinstance(stmt, ast.Assign):
@@ -266,7 +266,8 @@ class _Compiler:
 
     def bind(self, target: ast.expr, value: Any, node: ast.AST) -> None:
         if not isinstance(target, ast.Name):
-            raise self.error(target, "only names can be assigned to", "write NAME = EXPR or A, B = EXPR")
+            where = ForwardError("only names can be assigned to", target.lineno, target.col_offset, "write NAME = EXPR or A, B = EXPR")
+            raise where
         name = target.id
         self.check_name(target, name)
         if name in self.children:
@@ -311,11 +312,13 @@ class _Compiler:
                 f"'for' runs over a sequential child, not {_describe(over)}",
                 "for LAYER in CHILD: where CHILD is a list or sequential: in modules:",
             )
+        self.loops.append(stmt)
         for name, info in over.info.items:
             if info.exists:
                 self.bind(stmt.target, _Child(f"{over.path}.{name}", info), stmt.target)
                 for inner in stmt.body:
                     self.statement(inner)
+        self.loops.pop()
 
     # --- expressions ----------------------------------------------------------------------------
 
@@ -345,6 +348,15 @@ class _Compiler:
         raise self.error(node, f"unknown name '{name}'", did_you_mean(name, known) or "names here: " + ", ".join(sorted(known)[:12]))
 
     def expr(self, node: ast.expr) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise self.error(node, f"an expression nested deeper than {MAX_NESTING} levels", "bind parts to names")
+            return self.expr_at(node)
+        finally:
+            self.depth -= 1
+
+    def expr_at(self, node: ast.expr) -> Any:
         refused = next((w for k, w in _REFUSED_EXPRESSIONS.items() if isinstance(node, k)), None)
         if refused is not None:
             raise self.error(node, f"{refused} is not allowed in forward", _HINT_LANGUAGE)
@@ -457,12 +469,13 @@ class _Compiler:
         return bool(value(node))
 
     def attribute(self, node: ast.Attribute) -> Any:
-        self.check_name(node, node.attr)
         if isinstance(node.value, ast.Name) and node.value.id == "torch" and "torch" not in self.env:
+            self.check_name(node, node.attr)
             if node.attr in ops.DTYPE_CONSTANTS:
                 return DType(node.attr)
             raise self.error(node, f"'torch.{node.attr}' is not allowed here", "torch.NAME(...) calls and torch.<dtype> constants")
-        obj = self.expr(node.value)
+        obj = self.expr(node.value)  # the object first: errors come in reading order
+        self.check_name(node, node.attr)
         if isinstance(obj, StepRef):
             if node.attr in ops.ATTRIBUTES:
                 return self.add("call_function", "getattr", (obj, node.attr), (), node, node.attr)
@@ -478,7 +491,7 @@ class _Compiler:
                 raise self.error(a, "'*' arguments are not allowed", "pass each argument")
         for kw in node.keywords:
             if kw.arg is None:
-                raise self.error(kw.value, "'**' arguments are not allowed", "pass each keyword argument")
+                raise self.error(kw, "'**' arguments are not allowed", "pass each keyword argument")
         args = tuple(self.expr(a) for a in node.args)
         kwargs = tuple((kw.arg, self.expr(kw.value)) for kw in node.keywords if kw.arg is not None)
         for value in (*args, *(v for _, v in kwargs)):
@@ -504,7 +517,7 @@ class _Compiler:
             if dotted is not None and dotted in self.granted:
                 args, kwargs = self.arguments(node)
                 return self.add("call_function", self.granted_target(dotted), args, kwargs, node, func.attr)
-            obj = self.expr(head)
+            obj = self.expr(head)  # the object first: errors come in reading order
             self.check_name(func, func.attr)
             if isinstance(obj, StepRef):
                 if func.attr not in ops.METHODS:

@@ -31,10 +31,14 @@ def graph_node(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, .
     fnode = yn.entries.get("forward")
     ok = True
     if fnode is None:
-        ctx.problems.add(yn.pos, "a graph node needs 'forward:'", "forward: |\n  return child(x)")
+        ctx.problems.add(yn.pos, "a graph node needs 'forward:'", "forward: | then the forward's lines, ending with return EXPR")
         ok = False
     elif not (isinstance(fnode, YScalar) and isinstance(fnode.value, str) and fnode.value.strip()):
-        ctx.problems.add(fnode.pos, f"'forward:' is the text of a forward, found {describe(fnode)}", "forward: |\n  return child(x)")
+        ctx.problems.add(
+            fnode.pos,
+            f"'forward:' is the text of a forward, found {describe(fnode)}",
+            "forward: | then the forward's lines, ending with return EXPR",
+        )
         ok = False
     inputs = _inputs(ctx, yn.entries["inputs"]) if "inputs" in yn.entries else ("x",)
     class_name = _class_name(ctx, yn, stack)
