@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,6 +17,8 @@ from torch import nn
 from .build import Built, all_named_modules
 from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
 from .layers import dtype_name
+from .records import ParamRow, SharedGroup, StateEntry, Totals, TreeNode
+from .records import walk_tree as walk_tree  # re-exported: the CLI walks trees through queries
 from .spec import InputSpec
 
 
@@ -42,27 +44,6 @@ def submodule(root: nn.Module, path: str) -> nn.Module:
 
 
 # --- tree ---------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class TreeNode:
-    name: str
-    path: str
-    type: str
-    args: str
-    params_own: int
-    params_total: int
-    children: list[TreeNode] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)  # every path of this module object (one list per object)
-    tied: list[str] = field(default_factory=list)  # "weight = embed.weight" for own parameters tied by tie:
-    frozen: bool = False
-    signature: tuple[Any, ...] = ()
-
-    @property
-    def shared_paths(self) -> list[str]:
-        """The other paths of the same module object (built on demand: a module reused N times has N
-        nodes, and N lists of N - 1 paths would be quadratic)."""
-        return [p for p in self.paths if p != self.path] if len(self.paths) > 1 else []
 
 
 def all_named_parameters(root: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -160,45 +141,7 @@ def tree(built: Built) -> TreeNode:
     return build_node("", "", root)
 
 
-def walk_tree(node: TreeNode) -> Iterator[TreeNode]:
-    """Every node, parents first (without recursion)."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        stack.extend(reversed(n.children))
-
-
 # --- params -------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ParamRow:
-    name: str
-    shape: list[int]
-    dtype: str
-    device: str
-    requires_grad: bool
-    numel: int
-    grad: str
-    paths: list[str]  # every path of this Parameter (one list per Parameter)
-
-    @property
-    def shared_with(self) -> list[str]:
-        """The other paths of the same Parameter (built on demand, see TreeNode.shared_paths)."""
-        return [p for p in self.paths if p != self.name] if len(self.paths) > 1 else []
-
-
-@dataclass(slots=True)
-class Totals:
-    unique: int
-    by_path: int
-    trainable: int
-    frozen: int
-    bytes: int
-    buffers: int
-    buffer_bytes: int
-    tensors: int
 
 
 def params(module: nn.Module) -> tuple[list[ParamRow], Totals]:
@@ -233,20 +176,12 @@ def params(module: nn.Module) -> tuple[list[ParamRow], Totals]:
 # --- state_dict ---------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class StateEntry:
-    key: str
-    shape: list[int]
-    dtype: str
-    device: str
-    kind: str
-    tensor: torch.Tensor
-
-
 def state_dict(module: nn.Module) -> list[StateEntry]:
     sd = module.state_dict(keep_vars=True)
     return [
-        StateEntry(k, shape_of(t), dtype_name(t.dtype), device_name(t), "parameter" if isinstance(t, nn.Parameter) else "buffer", t)
+        StateEntry(
+            k, shape_of(t), dtype_name(t.dtype), device_name(t), "parameter" if isinstance(t, nn.Parameter) else "buffer", t, t.numel()
+        )
         for k, t in sd.items()
     ]
 
@@ -257,15 +192,6 @@ def values(t: torch.Tensor) -> Any:
 
 
 # --- shared -------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SharedGroup:
-    paths: list[str]
-    shape: list[int]
-    numel: int
-    cause: str
-    modules: list[str]
 
 
 def shared(built: Built, module: nn.Module | None = None) -> tuple[list[SharedGroup], int, int]:

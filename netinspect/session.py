@@ -1,5 +1,7 @@
 """From a MODEL argument to a built model, without the command line: find the file or built-in
-config, parse it (torch-free), then build it with the options a command was given.
+config, parse it (torch-free), then build it with the options a command was given. A MODEL that is a
+weights file or checkpoint (``.safetensors``, ``*.safetensors.index.json``, a directory, ``.pt``/
+``.pth``/``.bin``) is read as a tensor table instead (``netinspect.sources``).
 
 Typer-free: the CLI, the tests and the benchmarks all come through here.
 """
@@ -17,6 +19,7 @@ from .errors import Pos, Problem, Problems, SpecError, UsageError, did_you_mean
 if TYPE_CHECKING:
     from .build import Built
     from .spec import InputSpec, ModelSpec, PartialSpecError, Rule
+    from .tables import TensorTable
 
 #: Where the built-in configs are: beside the package when installed, the repository's configs/ otherwise.
 CONFIG_DIRS = (Path(__file__).parent / "configs", Path(__file__).parent.parent / "configs")
@@ -52,12 +55,32 @@ def model_path(model: str | None) -> str:
     )
 
 
+def is_checkpoint(model: str | None) -> bool:
+    """Whether MODEL is a weights file or checkpoint (by its name, or being a directory)."""
+    from .sources import is_checkpoint as named_like_one
+
+    return model is not None and named_like_one(model)
+
+
+def open_checkpoint(model: str) -> TensorTable:
+    """A checkpoint MODEL's tensor table (headers and metadata only; torch-free for safetensors)."""
+    from .sources import open_checkpoint as read
+
+    return read(model)
+
+
 def load_spec(model: str | None, allow: Iterable[str] = (), report: Report | None = None) -> ModelSpec:
     """Parse a model file without torch. When it has problems and some module calls did parse, the
     problems are passed to ``report`` at once; then torch is imported to find the unknown classes and
     bad arguments of those calls too, and the SpecError raised holds the rest (all in one run)."""
     from .spec import PartialSpecError, parse_model, read_model_text
 
+    if is_checkpoint(model):
+        raise UsageError.at(
+            None,
+            f"{model} is a checkpoint, not a model file: this command builds a model",
+            f"give the model file and load the checkpoint into it: --weights {model}",
+        )
     path = model_path(model)
     text, shown = read_model_text(path)
     try:
