@@ -20,6 +20,7 @@ from .layers import dtype_name
 from .records import ParamRow, SharedGroup, StateEntry, Totals, TreeNode
 from .records import walk_tree as walk_tree  # re-exported: the CLI walks trees through queries
 from .spec import InputSpec
+from .tables import TensorInfo, TensorTable
 
 
 def shape_of(t: torch.Tensor) -> list[int]:
@@ -184,6 +185,40 @@ def state_dict(module: nn.Module) -> list[StateEntry]:
         )
         for k, t in sd.items()
     ]
+
+
+def model_table(built: Built) -> TensorTable:
+    """The built model's ``state_dict()`` as a tensor table (values unless it is on meta): keys that are
+    one tensor (a tie, a reused module) share their first key as ``stored``."""
+    sd = built.module.state_dict(keep_vars=True)
+    tied = built.tied_ids
+    first: dict[int, str] = {}
+    entries = []
+    for k, t in sd.items():
+        stored = first.setdefault(id(t), k)
+        via = None if stored == k else "tie" if id(t) in tied else "module"
+        param = isinstance(t, nn.Parameter)
+        numel = t.numel()
+        entries.append(
+            TensorInfo(
+                k,
+                tuple(shape_of(t)),
+                dtype_name(t.dtype),
+                numel,
+                numel * t.element_size(),
+                stored,
+                via,
+                "parameter" if param else "buffer",
+                bool(t.requires_grad) if param else None,
+                device_name(t),
+            )
+        )
+
+    def read(key: str) -> torch.Tensor:
+        t: torch.Tensor = sd[key]
+        return t.detach()
+
+    return TensorTable(built.spec.name, "model", entries, [], None if built.device.type == "meta" else read)
 
 
 def values(t: torch.Tensor) -> Any:

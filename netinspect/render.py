@@ -540,3 +540,68 @@ def ckpt_shared_lines(src: Any, groups: list[Any], unique: int, by_path: int) ->
         )
     )
     return out
+
+
+# --- diff ---------------------------------------------------------------------------------------
+
+#: Rows of each kind (only in a, only in b, changed) the text output shows; --json lists them all.
+DIFF_ROWS = 20
+
+
+def diff_json(d: Any) -> dict[str, Any]:
+    """SPEC §3 diff (``max_abs_diff`` only with --values)."""
+
+    def side(e: Any) -> dict[str, Any]:
+        return {"shape": list(e.shape), "dtype": e.dtype}
+
+    changed = []
+    for c in d.changed:
+        item: dict[str, Any] = {"key": c.key, "a": side(c.a), "b": side(c.b)}
+        if d.values:
+            item["max_abs_diff"] = c.max_abs_diff
+        changed.append(item)
+    return {
+        "a": d.a,
+        "b": d.b,
+        "a_format": d.a_format,
+        "b_format": d.b_format,
+        "only_a": [e.key for e in d.only_a],
+        "only_b": [e.key for e in d.only_b],
+        "changed": changed,
+        "same": d.same,
+        "equal": d.equal,
+        "hints": d.hints,
+    }
+
+
+def _tensor_text(e: Any) -> str:
+    return f"{shape(e.shape)} {e.dtype}"
+
+
+def diff_lines(d: Any) -> list[Line]:
+    """``-`` a key only in a, ``+`` only in b, ``~`` changed; counts, the verdict, then hints."""
+    out: list[Line] = [(f"a: {d.a} ({d.a_format}) · b: {d.b} ({d.b_format})", "bold")]
+    rows: list[tuple[str, ...]] = []
+    more: list[str] = []
+    for mark, items, what in (("-", d.only_a, "only in a"), ("+", d.only_b, "only in b"), ("~", d.changed, "changed")):
+        for item in items[:DIFF_ROWS]:
+            if mark == "-":
+                rows.append((mark, item.key, _tensor_text(item), ""))
+            elif mark == "+":
+                rows.append((mark, item.key, "", _tensor_text(item)))
+            else:
+                row = (mark, item.key, _tensor_text(item.a), _tensor_text(item.b))
+                rows.append((*row, fnum(item.max_abs_diff)) if d.values else row)
+        if len(items) > DIFF_ROWS:
+            more.append(f"{n(len(items) - DIFF_ROWS)} more {what}")
+    if rows:
+        headers = ("", "key", "a", "b", "max |a - b|") if d.values else ("", "key", "a", "b")
+        out += table(headers, [r + ("",) * (len(headers) - len(r)) for r in rows], right={4})
+        if more:
+            out.append(("… and " + ", ".join(more) + " (--json lists every key)", "dim"))
+        out.append(("", ""))
+    what = "shapes, dtypes and values" + (f" (atol {d.atol:g})" if d.atol else "") if d.values else "shapes and dtypes"
+    counts = f"{n(len(d.only_a))} only in a · {n(len(d.only_b))} only in b · {n(len(d.changed))} changed · {n(d.same)} the same"
+    out.append((f"{counts}: equal ({what})" if d.equal else f"{counts}: different", "bold"))
+    out.extend((f"hint: {h}", "") for h in d.hints)
+    return out

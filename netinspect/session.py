@@ -69,6 +69,16 @@ def open_checkpoint(model: str) -> TensorTable:
     return read(model)
 
 
+def tensor_table(model: str | None, options: BuildOptions, report: Report | None = None, progress: Progress | None = None) -> TensorTable:
+    """MODEL as a tensor table: a checkpoint's, or the state_dict of the model built with ``options``."""
+    if model is not None and is_checkpoint(model):
+        return open_checkpoint(model)
+    built = make(model, options, report=report, progress=progress).built
+    from .queries import model_table
+
+    return model_table(built)
+
+
 def load_spec(model: str | None, allow: Iterable[str] = (), report: Report | None = None) -> ModelSpec:
     """Parse a model file without torch. When it has problems and some module calls did parse, the
     problems are passed to ``report`` at once; then torch is imported to find the unknown classes and
