@@ -18,12 +18,14 @@ import pytest
 import reference_models as R
 import torch
 import torch.distributed.checkpoint as dcp
-from checkpoints.make_hostile import NAMES, Case, make_corpus, safetensors_bytes
-from conftest import Cli, one_json_document, seeded, tie_groups
+from conftest import TESTS, Cli, one_json_document, seeded, tie_groups
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributed.checkpoint.filesystem import FileSystemReader
+
+sys.path.insert(0, str(TESTS / "checkpoints"))  # the corpus generator (bench/checkpoints.py owns the package name)
+from make_hostile import NAMES, Case, make_corpus, safetensors_bytes  # noqa: E402
 
 # --- files written by the reference libraries ---------------------------------------------------
 
