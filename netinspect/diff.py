@@ -135,11 +135,8 @@ def _prefix(x: str, y: str, ox: list[TensorInfo], oy: list[TensorInfo]) -> str |
         if matched and len(matched) * 2 >= len(oy):
             k = matched[0]
             every = "every key" if len(matched) == len(ox) else f"{len(matched):,} keys"
-            why = " (torch.compile, DataParallel and DistributedDataParallel add one)" if p in ("module", "_orig_mod") else ""
-            return (
-                f"{every} only in {x} is a key of {y} with the prefix '{p}.'{why}, e.g. '{k}' = '{k[len(p) + 1 :]}': "
-                f"strip '{p}.' from the keys of {x} (or add it to those of {y})"
-            )
+            why = "; DataParallel, DistributedDataParallel and torch.compile add one" if p in ("module", "_orig_mod") else ""
+            return f"{every} only in {x} is a key of {y} with the prefix '{p}.' (e.g. '{k}'{why}): strip it from the keys of {x}"
     return None
 
 
@@ -155,10 +152,11 @@ def _stored_once(x: str, y: str, tx: TensorTable, ty: TensorTable, ox: list[Tens
     if not found:
         return None
     k, other = found[0]
-    return (
-        f"{_count(found, 'key')} only in {x} but one tensor there with a key {y} has (e.g. '{k}' = '{other}'): "
-        f"a tied weight stored once; load_state_dict(strict=False) and tie again (the tie gives '{k}' its values)"
-    )
+    if len(found) == 1:
+        what = f"'{k}', only in {x}, is one tensor with '{other}' there, which {y} has"
+    else:
+        what = f"{len(found):,} keys only in {x} are one tensor with a key {y} has (e.g. '{k}' with '{other}')"
+    return f"{what}: a tied weight stored once; load with strict=False, then tie again"
 
 
 def _renamed(d: Diff) -> str | None:
