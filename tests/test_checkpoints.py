@@ -244,6 +244,10 @@ def test_dcp_folder_as_its_metadata_says(cli: Cli, tmp_path: Path) -> None:
         if isinstance(t, torch.Tensor):
             assert values[key] == (torch.view_as_real(t) if t.is_complex() else t).tolist(), key
     assert cli.run("validate", folder).stdout == "ok\n"
+    for data in folder.glob("*.distcp"):  # metadata intact, data not a torch.save record
+        data.write_bytes(bytes(data.stat().st_size))
+    err = cli.run("state-dict", folder, "--key", "2.bias", code=3).stderr
+    assert err.startswith(f"{folder}: error: cannot read the values of '2.bias'") and len(err.splitlines()) == 1
 
 
 # --- torch.save ---------------------------------------------------------------------------------

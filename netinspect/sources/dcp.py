@@ -62,7 +62,8 @@ class _Restricted(pickle.Unpickler):
 
 def read_metadata(folder: str, shown: str) -> Any:
     """The checkpoint's ``Metadata``, unpickled without running code and checked."""
-    path, where = os.path.join(folder, METADATA), os.path.join(shown, METADATA)
+    where = os.path.join(shown, METADATA)
+    path = inside(folder, METADATA, shown, where, "the checkpoint")
     size = file_size(path, where)
     if size > HEADER_CAP:
         raise fail(where, f"{size:,} bytes, over the {HEADER_CAP:,}-byte limit for checkpoint metadata")
@@ -183,12 +184,12 @@ def table(folder: str, shown: str | None = None) -> TensorTable:
     by_key = {e.key: e for e in entries}
 
     def read(key: str) -> Any:
-        return load_values(folder, md, by_key[key])
+        return load_values(folder, shown, md, by_key[key])
 
     return TensorTable(shown, "torch.distributed.checkpoint", entries, [shown, *sorted(sizes)], read)
 
 
-def load_values(folder: str, md: Any, info: TensorInfo) -> Any:
+def load_values(folder: str, shown: str, md: Any, info: TensorInfo) -> Any:
     """One tensor's values through ``dcp.load`` in this process, the metadata being the one checked here."""
     import warnings
 
@@ -202,7 +203,16 @@ def load_values(folder: str, md: Any, info: TensorInfo) -> Any:
             return md
 
     target = torch.empty(info.shape, dtype=getattr(torch, info.dtype))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        load({info.stored: target}, storage_reader=Reader(folder), planner=DefaultLoadPlanner(), no_dist=True)
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    from .torchfile import reason
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load({info.stored: target}, storage_reader=Reader(folder), planner=DefaultLoadPlanner(), no_dist=True)
+    except (Exception, CheckpointException) as exc:
+        failures = list(getattr(exc, "failures", {}).values())
+        cause = failures[0][0] if failures and isinstance(failures[0], tuple) else exc
+        raise fail(shown, f"cannot read the values of {info.key!r}: {reason(cause)}", "its data files may be corrupt") from None
     return target

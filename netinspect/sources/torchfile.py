@@ -35,21 +35,20 @@ def load(path: str, shown: str) -> Any:
     except pickle.UnpicklingError as exc:
         raise fail(
             shown,
-            f"refused: the file holds Python objects beyond tensors ({_why(exc)})",
+            f"refused: the file holds Python objects beyond tensors ({reason(exc)})",
             "netinspect loads .pt files with weights_only=True and never unpickles code",
         ) from None
     except Exception as exc:
-        what = first_line(exc).split(". ")[0]  # torch's own advice follows the first sentence
-        raise fail(shown, f"not a readable PyTorch weights file: {what}", "the file may be truncated or corrupt") from None
+        raise fail(shown, f"not a readable PyTorch weights file: {reason(exc)}", "the file may be truncated or corrupt") from None
 
 
-def _why(exc: BaseException) -> str:
-    """The line of torch's weights_only message that names what was refused."""
+def reason(exc: BaseException) -> str:
+    """The line of torch's weights_only message that names what was refused, else the first sentence."""
     lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
     for line in lines:
         if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
             return line[:200]
-    return first_line(exc)
+    return first_line(exc).split(". ")[0]
 
 
 def state_mapping(obj: Any) -> dict[str, Any] | None:
