@@ -224,6 +224,22 @@ def test_sharded_index_and_its_folder(cli: Cli, tmp_path: Path) -> None:
     assert cli.run("validate", index).stdout == "ok\n"
 
 
+def test_index_need_not_list_a_metadata_alias(cli: Cli, tmp_path: Path) -> None:
+    """A shard written by ``init --save`` names its tied key in the metadata; an index of the keys
+    that safetensors lists (the stored ones) still gives both names, one tensor."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    shard = folder / "model-00001-of-00001.safetensors"
+    cli.run("init", "tinylm", "--save", shard)
+    with safe_open(str(shard), framework="pt") as f:
+        stored = list(f.keys())
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": dict.fromkeys(stored, shard.name)}))
+    ref = seeded(R.REFERENCES["tinylm"])
+    assert set(rows(cli, folder)) == set(ref.state_dict())
+    assert [sorted(g["paths"]) for g in cli.json("shared", index)["groups"]] == [sorted(g) for g in tie_groups(ref)]
+
+
 # --- torch.distributed.checkpoint ---------------------------------------------------------------
 
 

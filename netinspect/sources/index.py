@@ -43,21 +43,24 @@ def table(path: str, shown: str | None = None) -> TensorTable:
         shard = inside(folder, name, shown_folder, shown, "weight_map")
         headers[name] = safetensors.read_header(shard, os.path.join(os.path.dirname(shown), name))
     problems = Problems()
+    listed = dict(weight_map)
     for name, header in headers.items():
         held = set(header.keys())
         for key in (k for k, n in weight_map.items() if n == name and k not in held):
             problems.add(Pos(shown), f"weight_map maps {key!r} to {name}, which does not hold it")
         for key in header.keys():
-            if key not in weight_map:
+            if key not in weight_map and header.aliases.get(key, ("", ""))[1] == "alias":
+                listed[key] = name  # a second name from the shard's metadata: the index need not list it
+            elif key not in weight_map:
                 problems.add(Pos(header.shown), f"holds {key!r}, which the index does not list", "the index and its shards disagree")
             elif weight_map[key] != name:
                 problems.add(Pos(header.shown), f"holds {key!r}, which the index maps to {weight_map[key]}")
     problems.raise_if_any()
-    keys = sorted(weight_map, key=natural_key)
+    keys = sorted(listed, key=natural_key)
 
     def read(key: str) -> Any:
-        return safetensors.read_values(headers[weight_map[key]], key)
+        return safetensors.read_values(headers[listed[key]], key)
 
     return TensorTable(
-        shown, "sharded safetensors", [headers[weight_map[k]].info(k) for k in keys], [shown, *(h.shown for h in headers.values())], read
+        shown, "sharded safetensors", [headers[listed[k]].info(k) for k in keys], [shown, *(h.shown for h in headers.values())], read
     )
