@@ -5,6 +5,7 @@ Hints name the usual reasons a checkpoint does not load into a model. Nothing he
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,10 +171,12 @@ def _renamed(d: Diff) -> str | None:
     if Counter(map(sig, d.only_a)) != Counter(map(sig, d.only_b)):
         return None
     first = d.only_a[0]
-    match = next(e for e in d.only_b if sig(e) == sig(first))
+    same = [e.key for e in d.only_b if sig(e) == sig(first)]
+    words = set(re.split(r"[._]", first.key))
+    match = max(same, key=lambda k: len(words & set(re.split(r"[._]", k))))  # the likeliest new name: most words in common
     return (
         f"the {len(d.only_a):,} keys only in a and the {len(d.only_b):,} only in b pair one for one by shape and dtype "
-        f"(e.g. '{first.key}' and '{match.key}'): the same tensors under other names?"
+        f"(e.g. '{first.key}' and '{match}'): the same tensors under other names?"
     )
 
 

@@ -87,6 +87,15 @@ def test_transposed_and_dtype_hints(cli: Cli, tmp_path: Path) -> None:
     assert any("would succeed" in h for h in doc["hints"])
 
 
+def test_renamed_keys_hint(cli: Cli, tmp_path: Path) -> None:
+    sd = mlp().state_dict()
+    names = {"0.weight": "fc1.weight", "0.bias": "fc1.bias", "2.weight": "fc2.weight", "2.bias": "fc2.bias"}
+    path = save(tmp_path / "renamed.safetensors", {names[k]: v for k, v in sd.items()})
+    doc = cli.json("diff", "mlp", path, code=1)
+    assert doc["only_a"] == list(sd) and sorted(doc["only_b"]) == sorted(names.values())
+    assert any("pair one for one by shape and dtype (e.g. '0.weight' and 'fc1.weight')" in h for h in doc["hints"])
+
+
 def test_values_max_abs_diff_as_torch_computes_it(cli: Cli, tmp_path: Path) -> None:
     """A model file's values are its seeded build on cpu: mlp at seed 0 is plain torch's mlp."""
     sd = mlp().state_dict()

@@ -27,7 +27,7 @@ def is_checkpoint(model: str) -> bool:
 def open_checkpoint(path: str, *, sniff: bool = False) -> TensorTable:
     """Read a checkpoint's tensor table (its headers or metadata; no tensor data). ``sniff``: a file
     with another suffix is recognised by its first bytes (``--weights`` takes any name)."""
-    from . import dcp, index, safetensors, torchfile
+    from . import index, safetensors, torchfile
 
     if len(path) > 1:
         path = path.rstrip("/" + os.sep) or path  # named as a folder or not, errors name it the same way
@@ -45,7 +45,6 @@ def open_checkpoint(path: str, *, sniff: bool = False) -> TensorTable:
         return safetensors.table(path)
     if kind == "torch":
         return torchfile.table(path)
-    del dcp
     raise fail(path, "not a checkpoint: neither safetensors nor a torch.save file", "name it .safetensors, .pt, .pth or .bin")
 
 
