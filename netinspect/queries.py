@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +22,10 @@ from .build.inputs import draw_inputs
 from .build.inputs import input_bytes as inputs_bytes
 from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
 from .layers import dtype_name
+from .records import ParamRow, SharedGroup, StateEntry, Totals, TreeNode
+from .records import walk_tree as walk_tree  # re-exported: the CLI walks trees through queries
 from .spec import InputSpec
+from .tables import TensorInfo, TensorTable
 
 
 def shape_of(t: torch.Tensor) -> list[int]:
@@ -47,27 +50,6 @@ def submodule(root: nn.Module, path: str) -> nn.Module:
 
 
 # --- tree ---------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class TreeNode:
-    name: str
-    path: str
-    type: str
-    args: str
-    params_own: int
-    params_total: int
-    children: list[TreeNode] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)  # every path of this module object (one list per object)
-    tied: list[str] = field(default_factory=list)  # "weight = embed.weight" for own parameters tied by tie:
-    frozen: bool = False
-    signature: tuple[Any, ...] = ()
-
-    @property
-    def shared_paths(self) -> list[str]:
-        """The other paths of the same module object (built on demand: a module reused N times has N
-        nodes, and N lists of N - 1 paths would be quadratic)."""
-        return [p for p in self.paths if p != self.path] if len(self.paths) > 1 else []
 
 
 def all_named_parameters(root: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -165,45 +147,7 @@ def tree(built: Built) -> TreeNode:
     return build_node("", "", root)
 
 
-def walk_tree(node: TreeNode) -> Iterator[TreeNode]:
-    """Every node, parents first (without recursion)."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        stack.extend(reversed(n.children))
-
-
 # --- params -------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ParamRow:
-    name: str
-    shape: list[int]
-    dtype: str
-    device: str
-    requires_grad: bool
-    numel: int
-    grad: str
-    paths: list[str]  # every path of this Parameter (one list per Parameter)
-
-    @property
-    def shared_with(self) -> list[str]:
-        """The other paths of the same Parameter (built on demand, see TreeNode.shared_paths)."""
-        return [p for p in self.paths if p != self.name] if len(self.paths) > 1 else []
-
-
-@dataclass(slots=True)
-class Totals:
-    unique: int
-    by_path: int
-    trainable: int
-    frozen: int
-    bytes: int
-    buffers: int
-    buffer_bytes: int
-    tensors: int
 
 
 def params(module: nn.Module) -> tuple[list[ParamRow], Totals]:
@@ -238,22 +182,48 @@ def params(module: nn.Module) -> tuple[list[ParamRow], Totals]:
 # --- state_dict ---------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class StateEntry:
-    key: str
-    shape: list[int]
-    dtype: str
-    device: str
-    kind: str
-    tensor: torch.Tensor
-
-
 def state_dict(module: nn.Module) -> list[StateEntry]:
     sd = module.state_dict(keep_vars=True)
     return [
-        StateEntry(k, shape_of(t), dtype_name(t.dtype), device_name(t), "parameter" if isinstance(t, nn.Parameter) else "buffer", t)
+        StateEntry(
+            k, shape_of(t), dtype_name(t.dtype), device_name(t), "parameter" if isinstance(t, nn.Parameter) else "buffer", t, t.numel()
+        )
         for k, t in sd.items()
     ]
+
+
+def model_table(built: Built) -> TensorTable:
+    """The built model's ``state_dict()`` as a tensor table (values unless it is on meta): keys that are
+    one tensor (a tie, a reused module) share their first key as ``stored``."""
+    sd = built.module.state_dict(keep_vars=True)
+    tied = built.tied_ids
+    first: dict[int, str] = {}
+    entries = []
+    for k, t in sd.items():
+        stored = first.setdefault(id(t), k)
+        via = None if stored == k else "tie" if id(t) in tied else "module"
+        param = isinstance(t, nn.Parameter)
+        numel = t.numel()
+        entries.append(
+            TensorInfo(
+                k,
+                tuple(shape_of(t)),
+                dtype_name(t.dtype),
+                numel,
+                numel * t.element_size(),
+                stored,
+                via,
+                "parameter" if param else "buffer",
+                bool(t.requires_grad) if param else None,
+                device_name(t),
+            )
+        )
+
+    def read(key: str) -> torch.Tensor:
+        t: torch.Tensor = sd[key]
+        return t.detach()
+
+    return TensorTable(built.spec.name, "model", entries, [], None if built.device.type == "meta" else read)
 
 
 def values(t: torch.Tensor) -> Any:
@@ -262,15 +232,6 @@ def values(t: torch.Tensor) -> Any:
 
 
 # --- shared -------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SharedGroup:
-    paths: list[str]
-    shape: list[int]
-    numel: int
-    cause: str
-    modules: list[str]
 
 
 def shared(built: Built, module: nn.Module | None = None) -> tuple[list[SharedGroup], int, int]:

@@ -1,5 +1,7 @@
 """From a MODEL argument to a built model, without the command line: find the file or built-in
-config, parse it (torch-free), then build it with the options a command was given.
+config, parse it (torch-free), then build it with the options a command was given. A MODEL that is a
+weights file or checkpoint (``.safetensors``, ``*.safetensors.index.json``, a directory, ``.pt``/
+``.pth``/``.bin``) is read as a tensor table instead (``netinspect.sources``).
 
 Typer-free: the CLI, the tests and the benchmarks all come through here.
 """
@@ -17,6 +19,7 @@ from .errors import Pos, Problem, Problems, SpecError, UsageError, did_you_mean
 if TYPE_CHECKING:
     from .build import Built
     from .spec import InputSpec, ModelSpec, PartialSpecError, Rule
+    from .tables import TensorTable
 
 #: Where the built-in configs are: beside the package when installed, the repository's configs/ otherwise.
 CONFIG_DIRS = (Path(__file__).parent / "configs", Path(__file__).parent.parent / "configs")
@@ -52,6 +55,30 @@ def model_path(model: str | None) -> str:
     )
 
 
+def is_checkpoint(model: str | None) -> bool:
+    """Whether MODEL is a weights file or checkpoint (by its name, or being a directory)."""
+    from .sources import is_checkpoint as named_like_one
+
+    return model is not None and named_like_one(model)
+
+
+def open_checkpoint(model: str) -> TensorTable:
+    """A checkpoint MODEL's tensor table (headers and metadata only; torch-free for safetensors)."""
+    from .sources import open_checkpoint as read
+
+    return read(model)
+
+
+def tensor_table(model: str | None, options: BuildOptions, report: Report | None = None, progress: Progress | None = None) -> TensorTable:
+    """MODEL as a tensor table: a checkpoint's, or the state_dict of the model built with ``options``."""
+    if model is not None and is_checkpoint(model):
+        return open_checkpoint(model)
+    built = make(model, options, report=report, progress=progress).built
+    from .queries import model_table
+
+    return model_table(built)
+
+
 def load_spec(model: str | None, allow: Iterable[str] = (), report: Report | None = None) -> ModelSpec:
     """Parse a model file without torch. When it has problems and some module calls did parse, the
     problems are passed to ``report`` at once; then torch is imported to find the unknown classes and
@@ -60,6 +87,12 @@ def load_spec(model: str | None, allow: Iterable[str] = (), report: Report | Non
     forward compiles."""
     from .spec import PartialSpecError, grants, parse_model, read_model_text
 
+    if is_checkpoint(model):
+        raise UsageError.at(
+            None,
+            f"{model} is a checkpoint, not a model file: this command builds a model",
+            f"give the model file and load the checkpoint into it: --weights {model}",
+        )
     path = model_path(model)
     text, shown = read_model_text(path)
     try:

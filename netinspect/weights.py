@@ -1,11 +1,12 @@
-"""Weights in and out: ``--weights`` loading (safetensors, or .pt with ``weights_only``), ``--set`` edits,
-and ``--save`` written atomically (a temporary file beside the target, renamed when complete)."""
+"""Weights in and out: ``--weights`` loading (a weights file or checkpoint in any form MODEL accepts, read
+by ``netinspect.sources``), ``--set`` edits, and ``--save`` written atomically (a temporary file beside
+the target, renamed when complete)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,11 @@ import torch
 from torch import nn
 
 from .build import Built
-from .errors import Pos, Problem, SpecError, UsageError, did_you_mean, first_line
+from .errors import Pos, Problem, SpecError, UsageError, did_you_mean
 from .expr import ExprError, parse_expr
 from .files import atomic_write
+from .sources.safetensors import ALIASES_KEY
 
-ALIASES_KEY = "netinspect.aliases"
 _OPS = {"=": "fill_", "+=": "add_", "-=": "sub_", "*=": "mul_", "/=": "div_"}
 _EDIT = re.compile(r"\s*([A-Za-z0-9_.]+)\s*(\[[^\]]*\])?\s*(=|\+=|-=|\*=|/=)\s*(.+?)\s*\Z", re.S)
 
@@ -122,86 +123,20 @@ def save_state(built: Built, target: Path) -> None:
 # --- load ---------------------------------------------------------------------------------------
 
 
-def _sniff(path: str) -> str:
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        return "torch"
-    if head[:1] == b"\x80":
-        return "torch"
-    if len(head) >= 9:
-        n = int.from_bytes(head[:8], "little")
-        if 0 < n < 100_000_000 and head[8:9] == b"{":
-            return "safetensors"
-    return "unknown"
-
-
 def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, str]]:
-    """(key → tensor, or → shape on meta; alias → key) from a weights file; bad files raise SpecError."""
-    where = Pos(path)
-    try:
-        kind = _sniff(path)
-    except OSError as exc:
-        raise SpecError.at(where, f"cannot read weights: {exc.strerror or exc}") from None
-    if kind == "safetensors":
-        from safetensors import safe_open
+    """(key → tensor, or → shape on meta; alias → key) from a weights file or checkpoint in any form
+    (``netinspect.sources``); a bad one raises SpecError."""
+    from .sources import open_checkpoint
 
-        try:
-            dev = "cpu" if device.type == "meta" else str(device)
-            out: dict[str, Any] = {}
-            with safe_open(path, framework="pt", device=dev) as f:
-                meta = f.metadata() or {}
-                for k in f.keys():
-                    out[k] = tuple(f.get_slice(k).get_shape()) if device.type == "meta" else f.get_tensor(k)
-        except Exception as exc:
-            raise SpecError.at(where, f"not a valid safetensors file: {first_line(exc)}", "the file may be truncated or corrupt") from None
-        try:
-            aliases = json.loads(meta.get(ALIASES_KEY, "{}"))
-        except json.JSONDecodeError:
-            aliases = {}
-        if not isinstance(aliases, dict):
-            aliases = {}
-        return out, {str(a): str(b) for a, b in aliases.items()}
-    if kind == "torch":
-        import pickle
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                obj = torch.load(path, map_location="cpu" if device.type == "meta" else device, weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise SpecError.at(
-                where,
-                f"refused: the file holds Python objects beyond tensors ({first_line(exc)})",
-                "netinspect loads .pt files with weights_only=True and never unpickles code",
-            ) from None
-        except Exception as exc:
-            raise SpecError.at(
-                where, f"not a readable PyTorch weights file: {first_line(exc)}", "the file may be truncated or corrupt"
-            ) from None
-        sd = _state_mapping(obj)
-        if sd is None:
-            raise SpecError.at(
-                where, f"the file holds a {type(obj).__name__}, not a state_dict", "save model.state_dict() (a mapping of names to tensors)"
-            )
-        return sd, {}
-    raise SpecError.at(
-        where, "not a weights file (neither safetensors nor a PyTorch .pt/.pth)", "use a .safetensors file or a torch.save(state_dict) file"
-    )
-
-
-def _state_mapping(obj: Any) -> dict[str, Any] | None:
-    if isinstance(obj, Mapping):
-        if obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-            return dict(obj)
-        for key in ("state_dict", "model", "model_state_dict"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in inner.items()):
-                return dict(inner)
-        if not obj:
-            return {}
-    return None
+    table = open_checkpoint(path, sniff=True)
+    found: dict[str, Any] = {}
+    aliases: dict[str, str] = {}
+    for e in table.entries:
+        if e.stored != e.key:
+            aliases[e.key] = e.stored
+        else:
+            found[e.key] = e.shape if device.type == "meta" else table.values(e.key)
+    return found, aliases
 
 
 def load_weights(built: Built, path: str, *, partial: bool, progress: Callable[[str, int, int], None] | None = None) -> list[Problem]:

@@ -57,7 +57,11 @@ AllowOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 WeightsOpt = Annotated[
     Optional[Path],
-    typer.Option("--weights", help="Load a .safetensors or .pt/.pth state_dict (weights_only) into the model.", show_default=False),
+    typer.Option(
+        "--weights",
+        help="Load weights into the model: .safetensors, *.safetensors.index.json, a checkpoint folder, or .pt/.pth/.bin (weights_only).",
+        show_default=False,
+    ),
 ]
 PartialOpt = Annotated[bool, typer.Option("--partial", help="With --weights: load the keys that match and report the rest.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for internal errors.")]

@@ -12,6 +12,7 @@ import typer
 from netinspect import session
 from netinspect.errors import ExitCode, NetinspectError, Problem, SpecError, UsageError, did_you_mean
 
+from . import checkpoint
 from .app import (
     AllowOpt,
     DebugOpt,
@@ -49,6 +50,9 @@ def tree(
     debug: DebugOpt = False,
 ) -> None:
     """The module tree: child name, class, constructor arguments, own and subtree parameter counts, sharing."""
+    if session.is_checkpoint(model):
+        checkpoint.no_build_flags(device, dtype, seed, allow, weights, partial)
+        return checkpoint.tree(str(model), depth, expand, repr_, as_json)
     built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure"), as_json)
     if repr_:
         sys.stdout.write(str(built.module) + "\n")
@@ -78,6 +82,9 @@ def params(
     debug: DebugOpt = False,
 ) -> None:
     """Every parameter path: shape, dtype, device, requires_grad, numel, grad, shared-with; totals."""
+    if session.is_checkpoint(model):
+        checkpoint.no_build_flags(device, dtype, seed, allow, weights, partial)
+        return checkpoint.params(str(model), module, as_json)
     built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="storage"), as_json)
     from netinspect import queries, render
 
@@ -107,6 +114,9 @@ def state_dict(
     debug: DebugOpt = False,
 ) -> None:
     """One row per state_dict() entry (parameters and persistent buffers); --key/--values print values."""
+    if session.is_checkpoint(model):
+        checkpoint.no_build_flags(device, dtype, seed, allow, weights, partial)
+        return checkpoint.state_dict(str(model), key, show_values, module, as_json)
     if device.strip().lower() == "meta" and (key is not None or show_values):
         raise UsageError.at(None, "--key/--values need values, and the meta device has none", "use --device cpu (or cuda)")
     need = "values" if key is not None or show_values else "storage"
@@ -208,6 +218,9 @@ def shared(
     debug: DebugOpt = False,
 ) -> None:
     """Each group of parameter paths that are one Parameter, and why (module reuse or tie)."""
+    if session.is_checkpoint(model):
+        checkpoint.no_build_flags(device, dtype, seed, allow, weights, partial)
+        return checkpoint.shared(str(model), as_json)
     built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure"), as_json)
     from netinspect import queries, render
 
@@ -265,8 +278,12 @@ def validate(
         problems: list[Problem] = []
         bad = False
         try:
-            built = make(model, options("meta", None, None, allow), as_json)
-            if built.spec.inputs:
+            if session.is_checkpoint(model):
+                checkpoint.validate(model)
+                built = None
+            else:
+                built = make(model, options("meta", None, None, allow), as_json)
+            if built is not None and built.spec.inputs:
                 from netinspect import queries
 
                 try:
