@@ -15,6 +15,7 @@ import ast
 import keyword
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -188,8 +189,8 @@ def generate(built: Built, allowed: dict[str, type[nn.Module]] | None = None) ->
     spec = built.spec
     w = _Writer(built, allowed or {})
     w.name_classes()
-    shared = [(n, w.expr(d, "        ")) for n, d in spec.shared]
-    root = w.expr(spec.model, "        ")
+    shared = [(n, w.expr(d, "            ")) for n, d in spec.shared]  # placed 12 spaces in, in build()
+    root = w.expr(spec.model, "            ")
     paths = _paths(built)
     replay = _replayed(built)
     dtype = str(built.dtype).removeprefix("torch.")
@@ -202,7 +203,7 @@ def generate(built: Built, allowed: dict[str, type[nn.Module]] | None = None) ->
     if replay is None:
         body += ["    torch.manual_seed(seed)", "    saved = torch.get_default_dtype()", f"    torch.set_default_dtype(torch.{dtype})"]
         body += ["    try:", "        with torch.device(device):"] + (["            SHARED.clear()"] if spec.shared else [])
-        body += ["            " + line for c in construct for line in c.splitlines()]
+        body += ["            " + c for c in construct]
         body += ["    finally:", "        torch.set_default_dtype(saved)"]
     else:
         body += [
@@ -213,7 +214,7 @@ def generate(built: Built, allowed: dict[str, type[nn.Module]] | None = None) ->
             "    try:",
             '        with torch.device("meta"):',
         ] + (["            SHARED.clear()"] if spec.shared else [])
-        body += ["            " + line for c in construct for line in c.splitlines()]
+        body += ["            " + c for c in construct]
         body += ["    finally:", "        torch.set_default_dtype(saved)", "    model = model.to_empty(device=device)"]
     if built.lazy:
         draws = ", ".join(_draw(built, s) for s in spec.inputs)
@@ -246,7 +247,7 @@ def generate(built: Built, allowed: dict[str, type[nn.Module]] | None = None) ->
 def _file(w: _Writer, built: Built, body: list[str]) -> str:
     spec = built.spec
     head = [
-        f'"""{spec.name}: built with plain PyTorch, as netinspect builds {spec.file}.',
+        f'"""{spec.name}: built with plain PyTorch, as netinspect builds {Path(spec.file).name}.',
         "",
         "build(seed, device) returns the model; run as a script, this prints the forward output for the file's input.",
         '"""',

@@ -175,7 +175,8 @@ class _Stepper(fx.Interpreter):
             if not hasattr(exc, "netinspect_step"):  # the innermost graph's step
                 exc.netinspect_step = type(self.gm).step_pos[n.meta["netinspect_step"]]  # type: ignore[attr-defined]
             raise
-        if n.op in ("call_function", "call_method"):
+        unpacking = n.target is operator.getitem and isinstance(self.env.get(n.args[0]), (tuple, list))  # type: ignore[arg-type]
+        if n.op in ("call_function", "call_method") and not unpacking:
             cls = type(self.gm)
             index = n.meta["netinspect_step"]
             step: Step = cls.program.steps[index]

@@ -40,7 +40,15 @@ def _broken(folder: Path, cli: Any) -> None:
     (folder / "broken.safetensors").write_bytes((folder / "mlp.safetensors").read_bytes()[:400])
 
 
+def _block(folder: Path, cli: Any) -> None:
+    """The graph example of the README's "Graphs" section, as the README shows it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\n# block.yaml\n") + len("```yaml\n")
+    (folder / "block.yaml").write_text(readme[start : readme.index("```", start)], encoding="utf-8")
+
+
 FILES: dict[str, Callable[[Path, Any], None]] = {
+    "block.yaml": _block,
     "tinylm.safetensors": _tinylm,
     "mlp.safetensors": _mlp_file,
     "module.safetensors": _module,
