@@ -118,8 +118,10 @@ def main() -> int:
 
     elapsed = time.monotonic() - start
     print()
-    print(f"cases: {args.cases:,} in-process (seed {args.seed}) in {elapsed:.0f} s ({args.cases / elapsed:.0f}/s)"
-          + (f"; {args.subprocess} as processes, {sub_fail} failed" if args.subprocess else ""))
+    print(
+        f"cases: {args.cases:,} in-process (seed {args.seed}) in {elapsed:.0f} s ({args.cases / elapsed:.0f}/s)"
+        + (f"; {args.subprocess} as processes, {sub_fail} failed" if args.subprocess else "")
+    )
     print("commands: " + ", ".join(f"{c} {n:,}" for c, n in per_command.most_common()))
     print("exit codes: " + ", ".join(f"{c}: {n:,}" for c, n in sorted(codes.items())))
     print(f"failures: {len(failures):,}" + ("" if not failures else " (" + ", ".join(f"{k}: {n}" for k, n in kinds.most_common()) + ")"))

@@ -6,6 +6,7 @@ MODEL: mlp, rgnet, tied (the D2L networks), llama-7b, llama-70b (built on the me
        deep100, deep20 (nested Sequentials), wide8000 (2,000 cells, 500 of them reusing one
        Linear), gpt2-xl (1.56B parameters, head tied to wte).
 JOB:   print          print(model)
+       forward        one forward on a seeded input (writes BENCH {"forward_s": ...} on stderr)
        params         a named_parameters() loop printing name, shape, dtype
        torchinfo      torchinfo.summary(model) (with the model's input where it has one)
        init-uniform   build on cpu (PyTorch's default init), then uniform_(-0.1, 0.1) on every Parameter
@@ -25,10 +26,11 @@ import time
 T0 = time.perf_counter()
 
 import torch  # noqa: E402
-from reference_nets import LLAMA, gpt2_xl, llama  # noqa: E402  (beside this script)
+from reference_nets import LLAMA, gpt2_xl, llama, resnet50  # noqa: E402  (beside this script)
 from torch import nn  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T0
+T_BUILT = T0
 
 INPUTS = {"mlp": (2, 4), "rgnet": (2, 4), "tied": (2, 4), "deep100": (2, 4), "deep20": (2, 4), "wide8000": (2, 16)}
 
@@ -78,6 +80,9 @@ def build(name: str) -> nn.Module:
         return wide()
     if name == "gpt2-xl":
         return gpt2_xl()
+    if name == "resnet50":
+        torch.manual_seed(0)
+        return resnet50()
     raise SystemExit(f"unknown model {name!r}")
 
 
@@ -139,12 +144,21 @@ def main(argv: list[str]) -> int:
     if job.startswith("flat-"):
         flat(name, job[5:])
         return 0
+    global T_BUILT
     model = build(name)
+    T_BUILT = time.perf_counter()
     if job == "print":
         print(model)
     elif job == "params":
         for pname, p in model.named_parameters():
             print(pname, tuple(p.shape), p.dtype)
+    elif job == "forward":  # one forward on a seeded input, after the build
+        x = torch.rand(INPUTS.get(name, (1, 3, 224, 224)))
+        t = time.perf_counter()
+        out = model(x)
+        forward_s = time.perf_counter() - t
+        report(build_s=T_BUILT - T0 - T_IMPORT, forward_s=forward_s, work_s=T_BUILT - T0 - T_IMPORT + forward_s, out=list(out.shape))
+        print(out)
     elif job == "torchinfo":
         try:
             from torchinfo import summary
