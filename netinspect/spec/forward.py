@@ -11,160 +11,39 @@ build layer turns the steps into one ``torch.fx.Graph`` per distinct program.
 from __future__ import annotations
 
 import ast
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from netinspect import ops
-from netinspect.errors import TextError, did_you_mean
-from netinspect.expr import COMPARISONS, MAX_INT, ExprError, apply_binop
+from netinspect.errors import did_you_mean
+from netinspect.expr import MAX_INT, ExprError, apply_binop
+
+from .language import (
+    F_NAMESPACE,
+    HINT_LANGUAGE,
+    OPERATOR_NAMES,
+    REFUSED_EXPRESSIONS,
+    REFUSED_STATEMENTS,
+    TORCH,
+    Child,
+    Namespace,
+    compare,
+    describe,
+    dotted,
+    has_ref,
+    is_constant,
+)
+from .program import ChildInfo, DType, ForwardError, Program, Step, StepRef
+
+__all__ = ["ChildInfo", "DType", "ForwardError", "Program", "Step", "StepRef", "compile_forward"]
 
 MAX_FORWARD_CHARS = 100_000
 MAX_STEPS = 100_000
 MAX_NESTING = 200
 
 ConstType = Union[int, float, bool, str, None]
-
-
-class ForwardError(TextError):
-    """A problem in forward text; ``line`` (1-based) and ``offset`` (0-based column) place it."""
-
-    def __init__(self, message: str, line: int, col: int, hint: str | None = None) -> None:
-        super().__init__(message, hint, offset=col)
-        self.line = line
-        self.col = col
-
-
-@dataclass(frozen=True, slots=True)
-class StepRef:
-    """The value of an earlier step (an fx node, once built)."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class DType:
-    """A ``torch.<dtype>`` constant, named (``float32``)."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One operation of the compiled forward.
-
-    ``op`` is one of ``input``, ``get_attr`` (an own param/buffer entry), ``call_module`` (``target``
-    is the child's path, e.g. ``layers.0``), ``call_function`` (``target`` is ``torch.cat``,
-    ``F.relu``, ``operator.add``, ``getattr``, ``getitem`` or a granted ``pkg.mod:func``) and
-    ``call_method`` (``target`` is the tensor method). Arguments hold constants, ``DType``s,
-    ``StepRef``s and tuples/lists/slices of them. ``line``/``col`` place the step in the forward text.
-    """
-
-    name: str
-    op: str
-    target: str
-    args: tuple[Any, ...]
-    kwargs: tuple[tuple[str, Any], ...]
-    line: int
-    col: int
-
-
-@dataclass(frozen=True, slots=True)
-class Program:
-    """A compiled forward: its inputs, its steps in order, what it returns, and the text's lines."""
-
-    inputs: tuple[str, ...]
-    steps: tuple[Step, ...]
-    output: Any
-    lines: tuple[str, ...]
-    used: frozenset[str] = frozenset()  # child paths it calls
-    #: the constant conditions of ``A if COND else B``, by (line, column) of the expression: True for A
-    decisions: tuple[tuple[tuple[int, int], bool], ...] = ()
-    #: the vars and block parameters it uses, with their values
-    constants: tuple[tuple[str, Any], ...] = ()
-
-    def key(self) -> Any:
-        """Equal for programs that compile to the same graph (wherever they were written)."""
-        steps = tuple((s.name, s.op, s.target, _hashable(s.args), _hashable(s.kwargs)) for s in self.steps)
-        return (self.inputs, steps, _hashable(self.output))
-
-
-@dataclass(frozen=True, slots=True)
-class ChildInfo:
-    """What the forward may know of a child: whether it exists, how it is called, its children
-    (for ``for`` over a sequential), and for a graph child its input names."""
-
-    exists: bool
-    kind: str  # "seq", "graph", "module" (a class or a ref: arity checked when built)
-    items: tuple[tuple[str, ChildInfo], ...] = ()
-    inputs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _Child:
-    path: str
-    info: ChildInfo
-
-
-class _Namespace:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-_TORCH = _Namespace("torch")
-_F = _Namespace("F")
-
-_REFUSED_STATEMENTS: dict[type[ast.AST], str] = {
-    ast.If: "an 'if' statement (write 'A if COND else B' with a constant COND, or 'if:' on a child)",
-    ast.While: "a 'while' loop",
-    ast.Import: "'import'",
-    ast.ImportFrom: "'import'",
-    ast.Global: "'global'",
-    ast.Nonlocal: "'nonlocal'",
-    ast.Delete: "'del'",
-    ast.With: "'with'",
-    ast.AsyncWith: "'async with'",
-    ast.Try: "'try'",
-    ast.Raise: "'raise'",
-    ast.Assert: "'assert'",
-    ast.FunctionDef: "a function definition",
-    ast.AsyncFunctionDef: "a function definition",
-    ast.ClassDef: "a class definition",
-    ast.AsyncFor: "'async for'",
-    ast.Pass: "'pass'",
-    ast.Break: "'break'",
-    ast.Continue: "'continue'",
-    ast.AnnAssign: "an annotated assignment",
-}
-_REFUSED_EXPRESSIONS: dict[type[ast.AST], str] = {
-    ast.Lambda: "a lambda",
-    ast.ListComp: "a comprehension",
-    ast.SetComp: "a comprehension",
-    ast.DictComp: "a comprehension",
-    ast.GeneratorExp: "a comprehension",
-    ast.Dict: "a dict literal",
-    ast.Set: "a set literal",
-    ast.JoinedStr: "an f-string",
-    ast.FormattedValue: "an f-string",
-    ast.NamedExpr: "an assignment expression",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
-    ast.Starred: "a starred expression",
-}
-_OPERATOR_NAMES = {
-    ast.Add: "+",
-    ast.Sub: "-",
-    ast.Mult: "*",
-    ast.Div: "/",
-    ast.FloorDiv: "//",
-    ast.Mod: "%",
-    ast.Pow: "**",
-    ast.MatMult: "@",
-}
-_HINT_LANGUAGE = "the forward language: assignments, 'for LAYER in CHILD:', one final 'return'; `netinspect ops` lists the calls"
 
 
 @dataclass
@@ -236,7 +115,7 @@ class _Compiler:
         for i, stmt in enumerate(body):
             if isinstance(stmt, ast.Return):
                 if i != len(body) - 1:
-                    raise self.error(stmt, "'return' must be the last statement of the forward", _HINT_LANGUAGE)
+                    raise self.error(stmt, "'return' must be the last statement of the forward", HINT_LANGUAGE)
                 if stmt.value is None:
                     raise self.error(stmt, "'return' needs a value", "return EXPR")
                 return self.expr(stmt.value)
@@ -254,15 +133,15 @@ class _Compiler:
         elif isinstance(stmt, ast.For):
             self.loop(stmt)
         elif isinstance(stmt, ast.AugAssign):
-            op = _OPERATOR_NAMES.get(type(stmt.op), "?")
+            op = OPERATOR_NAMES.get(type(stmt.op), "?")
             raise self.error(stmt, f"augmented assignment '{op}=' is not allowed (on tensors it works in place)", f"write x = x {op} y")
         elif isinstance(stmt, ast.Expr):
             raise self.error(stmt, "a value that is not assigned", "assign it (y = ...) or leave it out: a forward has no side effects")
         elif isinstance(stmt, ast.Return):
-            raise self.error(stmt, "'return' inside a loop", _HINT_LANGUAGE)
+            raise self.error(stmt, "'return' inside a loop", HINT_LANGUAGE)
         else:
-            what = next((w for k, w in _REFUSED_STATEMENTS.items() if isinstance(stmt, k)), type(stmt).__name__)
-            raise self.error(stmt, f"{what} is not allowed in forward", _HINT_LANGUAGE)
+            what = next((w for k, w in REFUSED_STATEMENTS.items() if isinstance(stmt, k)), type(stmt).__name__)
+            raise self.error(stmt, f"{what} is not allowed in forward", HINT_LANGUAGE)
 
     def bind(self, target: ast.expr, value: Any, node: ast.AST) -> None:
         if not isinstance(target, ast.Name):
@@ -291,7 +170,7 @@ class _Compiler:
             elif isinstance(value, (tuple, list)) and len(value) == len(target.elts):
                 parts = list(value)
             else:
-                raise self.error(value_node, f"cannot unpack {_describe(value)} into {len(target.elts)} names")
+                raise self.error(value_node, f"cannot unpack {describe(value)} into {len(target.elts)} names")
             for elt, part in zip(target.elts, parts, strict=True):
                 self.bind(elt, part, elt)
             return
@@ -302,20 +181,20 @@ class _Compiler:
 
     def loop(self, stmt: ast.For) -> None:
         if stmt.orelse:
-            raise self.error(stmt.orelse[0], "'for ... else' is not allowed", _HINT_LANGUAGE)
+            raise self.error(stmt.orelse[0], "'for ... else' is not allowed", HINT_LANGUAGE)
         if not isinstance(stmt.target, ast.Name):
-            raise self.error(stmt.target, "the loop variable is one name: for LAYER in CHILD:", _HINT_LANGUAGE)
+            raise self.error(stmt.target, "the loop variable is one name: for LAYER in CHILD:", HINT_LANGUAGE)
         over = self.expr(stmt.iter) if not isinstance(stmt.iter, ast.Name) else self.lookup(stmt.iter)
-        if not (isinstance(over, _Child) and over.info.kind == "seq"):
+        if not (isinstance(over, Child) and over.info.kind == "seq"):
             raise self.error(
                 stmt.iter,
-                f"'for' runs over a sequential child, not {_describe(over)}",
+                f"'for' runs over a sequential child, not {describe(over)}",
                 "for LAYER in CHILD: where CHILD is a list or sequential: in modules:",
             )
         self.loops.append(stmt)
         for name, info in over.info.items:
             if info.exists:
-                self.bind(stmt.target, _Child(f"{over.path}.{name}", info), stmt.target)
+                self.bind(stmt.target, Child(f"{over.path}.{name}", info), stmt.target)
                 for inner in stmt.body:
                     self.statement(inner)
         self.loops.pop()
@@ -324,7 +203,7 @@ class _Compiler:
 
     def check_name(self, node: ast.AST, name: str) -> None:
         if name.startswith("__") or name.endswith("__"):
-            raise self.error(node, f"the name '{name}' is not allowed (dunder names are refused)", _HINT_LANGUAGE)
+            raise self.error(node, f"the name '{name}' is not allowed (dunder names are refused)", HINT_LANGUAGE)
 
     def lookup(self, node: ast.Name) -> Any:
         name = node.id
@@ -332,7 +211,7 @@ class _Compiler:
         if name in self.env:
             return self.env[name]
         if name in self.children:
-            return _Child(name, self.children[name])
+            return Child(name, self.children[name])
         if name in self.entries:
             if name not in self.attrs:
                 self.attrs[name] = self.add("get_attr", name, (), (), node, name)
@@ -341,9 +220,9 @@ class _Compiler:
             self.used_constants[name] = self.constants[name]
             return self.constants[name]
         if name == "torch":
-            return _TORCH
+            return TORCH
         if name == "F":
-            return _F
+            return F_NAMESPACE
         known = [*self.env, *self.children, *self.entries, *self.constants]
         raise self.error(node, f"unknown name '{name}'", did_you_mean(name, known) or "names here: " + ", ".join(sorted(known)[:12]))
 
@@ -357,9 +236,9 @@ class _Compiler:
             self.depth -= 1
 
     def expr_at(self, node: ast.expr) -> Any:
-        refused = next((w for k, w in _REFUSED_EXPRESSIONS.items() if isinstance(node, k)), None)
+        refused = next((w for k, w in REFUSED_EXPRESSIONS.items() if isinstance(node, k)), None)
         if refused is not None:
-            raise self.error(node, f"{refused} is not allowed in forward", _HINT_LANGUAGE)
+            raise self.error(node, f"{refused} is not allowed in forward", HINT_LANGUAGE)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, (bool, int, float, str, type(None))) or node.value is Ellipsis:
                 if isinstance(node.value, int) and not isinstance(node.value, bool) and abs(node.value) > MAX_INT:
@@ -368,7 +247,7 @@ class _Compiler:
             raise self.error(node, f"the literal {node.value!r} is not allowed", "numbers, strings, True, False, None")
         if isinstance(node, ast.Name):
             value = self.lookup(node)
-            if isinstance(value, _Namespace):
+            if isinstance(value, Namespace):
                 raise self.error(node, f"'{value.name}' is a namespace: call {value.name}.NAME(...)", "`netinspect ops` lists them")
             return value
         if isinstance(node, (ast.Tuple, ast.List)):
@@ -392,29 +271,29 @@ class _Compiler:
         if isinstance(node, ast.Subscript):
             obj = self.expr(node.value)
             index = self.expr(node.slice)
-            if isinstance(obj, StepRef) or _has_ref(index):
+            if isinstance(obj, StepRef) or has_ref(index):
                 return self.add("call_function", "getitem", (obj, index), (), node, "getitem")
             try:
                 return obj[index]
             except (TypeError, IndexError, KeyError) as exc:
-                raise self.error(node, f"cannot index {_describe(obj)}: {exc}") from None
+                raise self.error(node, f"cannot index {describe(obj)}: {exc}") from None
         if isinstance(node, ast.Call):
             return self.call(node)
-        raise self.error(node, f"{type(node).__name__} is not allowed in forward", _HINT_LANGUAGE)
+        raise self.error(node, f"{type(node).__name__} is not allowed in forward", HINT_LANGUAGE)
 
     def binop(self, node: ast.BinOp) -> Any:
-        symbol = _OPERATOR_NAMES.get(type(node.op))
+        symbol = OPERATOR_NAMES.get(type(node.op))
         if symbol is None:
             raise self.error(node, "this operator is not allowed", "allowed: + - * / // % ** @")
         left, right = self.expr(node.left), self.expr(node.right)
-        if _is_constant(left) and _is_constant(right) and symbol != "@":
+        if is_constant(left) and is_constant(right) and symbol != "@":
             try:
                 return apply_binop(symbol, left, right, node.col_offset)
             except ExprError as exc:
                 raise self.error(node, exc.message, exc.hint) from None
         for side in (left, right):
-            if isinstance(side, (_Child, _Namespace)):
-                raise self.error(node, f"{_describe(side)} is not a value", "call it: child(x)")
+            if isinstance(side, (Child, Namespace)):
+                raise self.error(node, f"{describe(side)} is not a value", "call it: child(x)")
         return self.add("call_function", f"operator.{ops.BINARY_OPERATORS[symbol]}", (left, right), (), node, ops.BINARY_OPERATORS[symbol])
 
     def unary(self, node: ast.UnaryOp) -> Any:
@@ -426,7 +305,7 @@ class _Compiler:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return -value if isinstance(node.op, ast.USub) else +value
         if not isinstance(value, StepRef):
-            raise self.error(node, f"unary minus on {_describe(value)}")
+            raise self.error(node, f"unary minus on {describe(value)}")
         name = "neg" if isinstance(node.op, ast.USub) else "pos"
         return self.add("call_function", f"operator.{name}", (value,), (), node, name)
 
@@ -440,9 +319,9 @@ class _Compiler:
             if isinstance(n, (ast.Compare, ast.BoolOp)) or (isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not)):
                 return self.condition(n)
             v = self.expr(n)
-            if isinstance(v, (StepRef, _Child, _Namespace, DType)):
+            if isinstance(v, (StepRef, Child, Namespace, DType)):
                 raise self.error(
-                    n, f"a condition must be constant; {_describe(v)} is not", "conditions see vars, block params and child names"
+                    n, f"a condition must be constant; {describe(v)} is not", "conditions see vars, block params and child names"
                 )
             return v
 
@@ -457,9 +336,9 @@ class _Compiler:
             for op, comp in zip(node.ops, node.comparators, strict=True):
                 right = value(comp)
                 try:
-                    ok = _compare(op, left, right)
+                    ok = compare(op, left, right)
                 except TypeError:
-                    raise self.error(node, f"cannot compare {_describe(left)} and {_describe(right)}") from None
+                    raise self.error(node, f"cannot compare {describe(left)} and {describe(right)}") from None
                 if ok is None:
                     raise self.error(node, "this comparison is not allowed", "allowed: == != < <= > >=")
                 if not ok:
@@ -481,9 +360,9 @@ class _Compiler:
                 return self.add("call_function", "getattr", (obj, node.attr), (), node, node.attr)
             hint = did_you_mean(node.attr, ops.ATTRIBUTES) or "allowed attributes: " + ", ".join(ops.ATTRIBUTES)
             raise self.error(node, f"the attribute '.{node.attr}' is not allowed", hint)
-        if isinstance(obj, _Child):
+        if isinstance(obj, Child):
             raise self.error(node, f"'{obj.path}' is a child module: call it, its attributes are not reachable", "child(x)")
-        raise self.error(node, f"'.{node.attr}' on {_describe(obj)} is not allowed", _HINT_LANGUAGE)
+        raise self.error(node, f"'.{node.attr}' on {describe(obj)} is not allowed", HINT_LANGUAGE)
 
     def arguments(self, node: ast.Call) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]:
         for a in node.args:
@@ -495,8 +374,8 @@ class _Compiler:
         args = tuple(self.expr(a) for a in node.args)
         kwargs = tuple((kw.arg, self.expr(kw.value)) for kw in node.keywords if kw.arg is not None)
         for value in (*args, *(v for _, v in kwargs)):
-            if isinstance(value, (_Child, _Namespace)):
-                raise self.error(node, f"{_describe(value)} cannot be passed as an argument", "pass tensors and constants")
+            if isinstance(value, (Child, Namespace)):
+                raise self.error(node, f"{describe(value)} cannot be passed as an argument", "pass tensors and constants")
         return args, kwargs
 
     def call(self, node: ast.Call) -> Any:
@@ -513,10 +392,10 @@ class _Compiler:
                     )
                 args, kwargs = self.arguments(node)
                 return self.add("call_function", f"{head.id}.{func.attr}", args, kwargs, node, func.attr)
-            dotted = _dotted(func)
-            if dotted is not None and dotted in self.granted:
+            name = dotted(func)
+            if name is not None and name in self.granted:
                 args, kwargs = self.arguments(node)
-                return self.add("call_function", self.granted_target(dotted), args, kwargs, node, func.attr)
+                return self.add("call_function", self.granted_target(name), args, kwargs, node, func.attr)
             obj = self.expr(head)  # the object first: errors come in reading order
             self.check_name(func, func.attr)
             if isinstance(obj, StepRef):
@@ -527,26 +406,26 @@ class _Compiler:
                     )
                 args, kwargs = self.arguments(node)
                 return self.add("call_method", func.attr, (obj, *args), kwargs, node, func.attr)
-            if isinstance(obj, _Child):
+            if isinstance(obj, Child):
                 raise self.error(func, f"'{obj.path}' is a child module: call it, its methods are not reachable", "child(x)")
-            raise self.error(func, f"'.{func.attr}()' on {_describe(obj)} is not allowed", _HINT_LANGUAGE)
+            raise self.error(func, f"'.{func.attr}()' on {describe(obj)} is not allowed", HINT_LANGUAGE)
         if isinstance(func, ast.Name):
             if func.id in self.granted and func.id not in self.env and func.id not in self.children:
                 args, kwargs = self.arguments(node)
                 return self.add("call_function", self.granted_target(func.id), args, kwargs, node, func.id)
             target = self.lookup(func)
-            if isinstance(target, _Child):
+            if isinstance(target, Child):
                 return self.call_child(node, target)
-            if isinstance(target, _Namespace):
+            if isinstance(target, Namespace):
                 raise self.error(func, f"'{target.name}' is a namespace: call {target.name}.NAME(...)")
             hint = "only children are called by name; functions are torch.NAME(...), F.NAME(...) or granted with --allow pkg.mod:func"
-            raise self.error(func, f"'{func.id}' is {_describe(target)}, not a module", hint)
-        raise self.error(func, "only children, torch.NAME, F.NAME and tensor methods can be called", _HINT_LANGUAGE)
+            raise self.error(func, f"'{func.id}' is {describe(target)}, not a module", hint)
+        raise self.error(func, "only children, torch.NAME, F.NAME and tensor methods can be called", HINT_LANGUAGE)
 
     def granted_target(self, name: str) -> str:
         return "grant:" + self.granted[name]
 
-    def call_child(self, node: ast.Call, child: _Child) -> StepRef:
+    def call_child(self, node: ast.Call, child: Child) -> StepRef:
         info = child.info
         if not info.exists:
             raise self.error(
@@ -585,7 +464,7 @@ def compile_forward(
             tree = ast.parse(text, mode="exec")
     except SyntaxError as exc:
         line, col = exc.lineno or 1, max((exc.offset or 1) - 1, 0)
-        raise ForwardError(f"invalid forward: {exc.msg}", line, col, _HINT_LANGUAGE) from None
+        raise ForwardError(f"invalid forward: {exc.msg}", line, col, HINT_LANGUAGE) from None
     except (RecursionError, MemoryError, ValueError):
         raise ForwardError("the forward is nested too deeply", 1, 0) from None
     for name in inputs:
@@ -606,62 +485,3 @@ def compile_forward(
         tuple(compiler.decisions.items()),
         tuple(compiler.used_constants.items()),
     )
-
-
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
-
-
-def _is_constant(v: Any) -> bool:
-    return isinstance(v, (int, float)) or isinstance(v, str)
-
-
-def _has_ref(value: Any) -> bool:
-    if isinstance(value, StepRef):
-        return True
-    if isinstance(value, (tuple, list)):
-        return any(_has_ref(v) for v in value)
-    if isinstance(value, slice):
-        return any(_has_ref(v) for v in (value.start, value.stop, value.step))
-    return False
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return ("list", tuple(_hashable(v) for v in value))
-    if isinstance(value, tuple):
-        return ("tuple", tuple(_hashable(v) for v in value))
-    if isinstance(value, slice):
-        return ("slice", _hashable(value.start), _hashable(value.stop), _hashable(value.step))
-    if isinstance(value, float):
-        return ("float", repr(value))
-    return (type(value).__name__, value)
-
-
-def _compare(op: ast.cmpop, left: Any, right: Any) -> bool | None:
-    fn = COMPARISONS.get(type(op))
-    return None if fn is None else fn(left, right)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, StepRef):
-        return f"the value '{value.name}'"
-    if isinstance(value, _Child):
-        return f"the child module '{value.path}'"
-    if isinstance(value, _Namespace):
-        return f"the namespace '{value.name}'"
-    if isinstance(value, DType):
-        return f"torch.{value.name}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return f"{type(value).__name__} {value!r}"
-
-
-def ops_used(program: Program) -> list[str]:
-    """The distinct call targets of a program, for messages and tests."""
-    return sorted({s.target for s in program.steps if s.op in ("call_function", "call_method")})
