@@ -1,0 +1,194 @@
+"""The single-process random stream, replayed on every rank while each keeps only its shards.
+
+Each init step (PyTorch's default init of one module, then each init rule on each parameter, then
+each ``--set`` edit) runs on full-size temporary tensors exactly as it runs in one process; the
+rank copies its rows out and frees them. Every rank draws every random number of the model, which
+is what makes the values independent of the world size; it holds its shards plus one step's tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from netinspect.build import InitStep, Planned, TieBinding
+from netinspect.build.walk import unique_modules
+from netinspect.errors import SpecError, UsageError
+from netinspect.schemes import POST_OPS, SchemeError, SchemeStep, apply_steps
+
+from .group import Group
+from .layout import Layout
+
+#: Schemes that draw no random numbers and set each value from itself alone: they run on the shard.
+ON_SHARD = frozenset(POST_OPS) | {"constant", "ones", "zeros"}
+
+
+def chains(plan: Sequence[Planned]) -> dict[tuple[int, str], list[SchemeStep]]:
+    """The scheme chain each parameter ends up with, keyed by its first (owner id, name), as
+    ``apply_plan`` records it (a drawing scheme starts the chain again, a post-operation extends it)."""
+    out: dict[int, list[SchemeStep]] = {}
+    first: dict[int, tuple[int, str]] = {}
+    for pl in plan:
+        for owner, pname in pl.targets:
+            p = getattr(owner, pname)
+            first.setdefault(id(p), (id(owner), pname))
+            chain = out.setdefault(id(p), [])
+            if pl.steps[0].name not in POST_OPS:
+                chain.clear()
+            chain.extend(pl.steps)
+    return {first[k]: v for k, v in out.items()}
+
+
+def _tensors(modules: Sequence[nn.Module]) -> list[torch.Tensor]:
+    seen: set[int] = set()
+    out = []
+    for m in modules:
+        for store in (m._parameters, m._buffers):
+            for t in store.values():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    out.append(t)
+    return out
+
+
+def scratch_bytes(steps: Sequence[InitStep], plan: Sequence[Planned], biggest: int) -> int:
+    """The most bytes of full tensors one step holds at once (its module's subtree for a default
+    init, one parameter or a reset owner's subtree for a rule, ``biggest`` for an edit)."""
+    most = biggest
+    for step in steps:
+        most = max(most, sum(t.numel() * t.element_size() for t in _tensors(unique_modules(step.module))))
+    for pl in plan:
+        for owner, pname in pl.targets:
+            ts = _tensors(unique_modules(owner)) if any(s.name == "default" for s in pl.steps) else [getattr(owner, pname)]
+            most = max(most, sum(t.numel() * t.element_size() for t in ts))
+    return most
+
+
+@dataclass(slots=True)
+class _Slot:
+    store: dict[str, Any]
+    name: str
+    original: Any
+    index: int | None  # the shard it feeds; None: its values are dropped (an untied original, a shared module no path uses)
+
+
+class Replayer:
+    """Runs init steps on temporary full tensors and keeps this rank's part of each result."""
+
+    def __init__(self, layout: Layout, group: Group) -> None:
+        self.layout = layout
+        self.group = group
+
+    def _install(self, modules: Sequence[nn.Module], dropped: set[tuple[int, str]], current: Callable[[nn.Module], bool]) -> list[_Slot]:
+        """Give every tensor of ``modules`` a full-size temporary (one per distinct tensor); those of
+        modules for which ``current`` holds start from the tensor's present values."""
+        temps: dict[object, torch.Tensor] = {}
+        slots: list[_Slot] = []
+        fill: list[tuple[int, torch.Tensor]] = []
+        try:
+            for m in modules:
+                stores: tuple[tuple[dict[str, Any], bool], ...] = ((m._parameters, True), (m._buffers, False))
+                for store, is_param in stores:
+                    for name, t in list(store.items()):
+                        if t is None:
+                            continue
+                        key = (id(m), name)
+                        index = None if key in dropped else self.layout.by_attr.get(key)
+                        memo: object = index if index is not None else key
+                        new = temps.get(memo)
+                        if new is None:
+                            data = torch.empty(t.shape, dtype=t.dtype, device=self.group.device)
+                            new = nn.Parameter(data, requires_grad=t.requires_grad) if is_param else data
+                            temps[memo] = new
+                            if index is not None and current(m):
+                                fill.append((index, data))
+                        slots.append(_Slot(store, name, t, index))
+                        store[name] = new
+            for index, data in fill:
+                data.copy_(self.group.all_gather(self.layout.shards[index]))
+        except BaseException:
+            self._restore(slots)
+            raise
+        return slots
+
+    def _keep(self, slots: Sequence[_Slot], only: int | None = None) -> None:
+        done: set[int] = set()
+        for s in slots:
+            if s.index is None or s.index in done or (only is not None and s.index != only):
+                continue
+            done.add(s.index)
+            self.layout.shards[s.index].take(s.store[s.name].detach())  # the step may have replaced the object
+
+    @staticmethod
+    def _restore(slots: Sequence[_Slot]) -> None:
+        for s in reversed(slots):
+            s.store[s.name] = s.original
+
+    def default_init(self, steps: Sequence[InitStep], ties: Sequence[TieBinding]) -> None:
+        """PyTorch's default init, module by module: as in one process, a tied path holds its own
+        (untied) Parameter while it runs, whose values are then dropped."""
+        dropped = {(id(b.owner), b.attr) for b in ties}
+        with torch.no_grad():
+            for step in steps:
+                own = step.module
+
+                def below(m: nn.Module, own: nn.Module = own) -> bool:
+                    return m is not own  # a descendant's tensors keep their values unless the step sets them
+
+                slots = self._install(unique_modules(own), dropped, below)
+                try:
+                    step.run()
+                    self._keep(slots)
+                finally:
+                    self._restore(slots)
+
+    def rules(self, plan: Sequence[Planned]) -> None:
+        """Each planned scheme on each parameter, in plan order (as ``apply_plan``)."""
+        for pl in plan:
+            for owner, pname in pl.targets:
+                try:
+                    self._rule(pl.steps, owner, pname)
+                except SchemeError as exc:
+                    kind = UsageError if pl.srule.cli else SpecError
+                    raise kind.at(pl.srule.rule.pos, exc.message, exc.hint) from exc
+
+    def _rule(self, steps: Sequence[SchemeStep], owner: nn.Module, pname: str) -> None:
+        index = self.layout.by_attr[(id(owner), pname)]
+        shard = self.layout.shards[index]
+        if all(s.name in ON_SHARD for s in steps):
+            apply_steps(steps, shard.local, owner, pname)
+            return
+        reset = any(s.name == "default" for s in steps)
+        starts_from_values = steps[0].name in POST_OPS or steps[0].name == "default"
+        modules = unique_modules(owner) if reset else [owner]
+        if reset:
+            slots = self._install(modules, set(), lambda m: False)
+        else:
+            # only the parameter itself: give the owner a temporary for it alone
+            slots = []
+            t = owner._parameters[pname]
+            assert t is not None
+            data = torch.empty(t.shape, dtype=t.dtype, device=self.group.device)
+            slots.append(_Slot(owner._parameters, pname, t, index))
+            owner._parameters[pname] = nn.Parameter(data, requires_grad=t.requires_grad)
+        try:
+            param = owner._parameters[pname]
+            assert param is not None
+            if starts_from_values:
+                with torch.no_grad():
+                    param.copy_(self.group.all_gather(shard))
+            apply_steps(steps, param, owner, pname)
+            self._keep(slots, only=index)
+        finally:
+            self._restore(slots)
+
+    def edit(self, key: str, apply: Callable[[torch.Tensor], None]) -> None:
+        """An edit of state_dict entry ``key`` by global index: on the full tensor, then kept."""
+        shard = self.layout.shards[self.layout.key_index()[key]]
+        full = self.group.all_gather(shard)
+        apply(full)
+        shard.take(full)
