@@ -31,8 +31,6 @@ from netinspect import queries, session
 from netinspect.session import BuildOptions
 from netinspect.weights import ALIASES_KEY, apply_edits, parse_edit, save_state
 
-pytestmark = pytest.mark.slow
-
 HERE = Path(__file__).resolve().parent
 RANKS = HERE / "distributed" / "ranks.py"
 WORLDS = (1, 2, 4)
@@ -56,6 +54,14 @@ CASES: list[dict[str, Any]] = [
     },
     {"name": "mlp-bn-default", "model": "mlp-bn", "args": {"scheme": "default", "target": "1", "param": "*", "seed": 5}},
     {"name": "tinylm-bf16", "model": "tinylm", "args": {"dtype": "bfloat16", "scheme": "[normal(std=0.02), scale(2)]", "seed": 3}},
+    {"name": "tinylm-orth", "model": "tinylm", "args": {"scheme": "orthogonal", "types": ["Linear"]}},  # QR: thread-sensitive
+    # a reset that writes a child's bias (MultiheadAttention), RNN flat weights, padding rows, frozen and 1-row tensors
+    {"name": "assorted", "model": str(HERE / "distributed" / "assorted.yaml")},
+    {
+        "name": "assorted-rules",
+        "model": str(HERE / "distributed" / "assorted.yaml"),
+        "args": {"scheme": "default", "target": "attn", "param": "*", "bias": "[zeros, add(0.5)]", "seed": 1},
+    },
 ]
 if "llama-tiny" in session.config_names():
     CASES.append({"name": "llama-tiny", "model": "llama-tiny"})  # grouped-query attention
@@ -69,7 +75,7 @@ def _jobs() -> list[dict[str, Any]]:
     return jobs
 
 
-@pytest.fixture(scope="module", params=WORLDS, ids=lambda w: f"world{w}")
+@pytest.fixture(scope="module", params=[pytest.param(w, marks=pytest.mark.slow) for w in WORLDS], ids=lambda w: f"world{w}")
 def launched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """One torchrun launch at this world size running every job; yields (world, its output folder)."""
     world = request.param
@@ -81,7 +87,7 @@ def launched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         capture_output=True,
         text=True,
         timeout=300,
-        env=_env(),
+        env=_env(NETINSPECT_THREADS=str(torch.get_num_threads())),  # orthogonal's QR as this process runs it
     )
     assert done.returncode == 0, done.stderr[-3000:]
     yield world, out
@@ -242,6 +248,7 @@ def left_in(tmp: Path) -> list[str]:
     return sorted(p.name for p in tmp.iterdir() if p.name not in ("logs", "exits"))
 
 
+@pytest.mark.slow
 def test_command_prints_on_rank_0_what_one_process_prints(cli: Any, tmp_path: Path) -> None:
     args = ["init", "tinylm", "--scheme", "xavier", "--types", "Linear", "--target", "blocks.*", "--bias", "zeros"]
     args += ["--set", "embed.weight[0,:]=1"]
@@ -258,6 +265,7 @@ def test_command_prints_on_rank_0_what_one_process_prints(cli: Any, tmp_path: Pa
     assert_same_tensors(tensors, load_file(str(tmp_path / "one.safetensors")))
 
 
+@pytest.mark.slow
 def test_a_rank_that_fails_ends_every_rank_with_its_exit_code(tmp_path: Path) -> None:
     target = tmp_path / "ck"
     # rank 1 alone sees a machine without memory: it refuses (exit 4) while rank 0 could go on
@@ -304,6 +312,7 @@ def _workers(proc: subprocess.Popen[str]) -> dict[int, int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["interrupt", "kill-rank"])
 def test_an_interrupted_save_leaves_nothing(tmp_path: Path, how: str) -> None:
     model = _big_model(tmp_path)
@@ -324,3 +333,119 @@ def test_an_interrupted_save_leaves_nothing(tmp_path: Path, how: str) -> None:
         assert set(exits) == {0} and exits[0] in (1, 130)
     assert rank_output(tmp_path, 1) == ("", "")
     assert left_in(tmp_path) == ["big.yaml"]  # no directory, no temporary
+
+
+# --- without launching: the pieces, and --save DIR in one process -----------------------------------
+
+
+def test_torchrun_is_recognised_by_its_variables() -> None:
+    from netinspect.distributed import Launch, launched
+    from netinspect.errors import UsageError
+
+    assert launched({}) is None
+    assert launched({"RANK": "0", "WORLD_SIZE": "2"}) is None  # LOCAL_RANK missing: not torchrun
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    assert launched(env) == Launch(rank=3, world=4, local_rank=1, local_world=2)
+    for bad in ({**env, "RANK": "x"}, {**env, "RANK": "4"}):
+        with pytest.raises(UsageError):
+            launched(bad)
+
+
+def test_orthogonal_runs_with_the_threads_of_one_process() -> None:
+    from netinspect.distributed.replay import one_process_threads, physical_cores
+
+    assert one_process_threads({"NETINSPECT_THREADS": "3", "OMP_NUM_THREADS": "5"}) == 3
+    assert one_process_threads({"OMP_NUM_THREADS": "5", "LOCAL_RANK": "0"}) == 5  # the user's setting
+    # the 1 torchrun gives its workers is not what a plain process would use
+    assert one_process_threads({"OMP_NUM_THREADS": "1", "LOCAL_RANK": "0"}) == physical_cores()
+    assert one_process_threads({"OMP_NUM_THREADS": "1"}) == 1
+    assert one_process_threads({}) == physical_cores()
+
+
+@pytest.mark.slow
+def test_physical_cores_is_what_torch_starts_with() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True, text=True, env=env)
+    from netinspect.distributed.replay import physical_cores
+
+    assert int(out.stdout) == physical_cores()
+
+
+@pytest.mark.parametrize(
+    ("model", "units"),
+    [
+        ("gpt2-xl", [f"h.{i}" for i in range(48)]),  # each transformer block; wte/head (tied) stay with the root
+        ("tinylm", ["blocks.0", "blocks.1"]),
+        ("rgnet", [f"0.block{i}" for i in range(4)]),
+        ("tied", []),  # the shared Linear sits at two paths: it stays with the root
+        ("mlp", []),
+    ],
+)
+def test_fsdp_units_are_the_blocks_of_repeated_stacks(model: str, units: list[str]) -> None:
+    from netinspect.distributed.meta import fsdp_units, meta_build
+
+    root = meta_build(session.load_spec(model), torch.device("cpu")).built.module
+    names = {id(m): p for p, m in root.named_modules()}
+    assert sorted(names[id(m)] for m in fsdp_units(root)) == sorted(units)
+
+
+def test_streamed_safetensors_files_read_back_with_the_reference(tmp_path: Path) -> None:
+    from netinspect.distributed.save import Entry, StreamWriter, plan_files
+
+    tensors = {
+        "a": torch.randn(5, 3),
+        "b": torch.arange(7, dtype=torch.int64),
+        "c": torch.randn(2, 2).to(torch.bfloat16),
+        "d": torch.tensor(True),
+        "e": torch.empty(0, 4),
+    }
+    entries = [Entry(k, tuple(t.shape), t.dtype, i) for i, (k, t) in enumerate(tensors.items())]
+    plans = plan_files(entries, {"a2": "a"}, 2)
+    assert sorted(e.key for p in plans for e in p.entries) == sorted(tensors)
+    assert [p.name for p in plans] == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    for plan in plans:
+        writer = StreamWriter(tmp_path / plan.name, plan.entries, {"format": "pt", ALIASES_KEY: json.dumps(plan.aliases)})
+        for e in plan.entries:
+            writer.write(e.index, tensors[e.key])
+        writer.close()
+        back = load_file(str(tmp_path / plan.name))
+        assert_same_tensors(back, {e.key: tensors[e.key] for e in plan.entries})
+    assert [p.aliases for p in plans if "a" in [e.key for e in p.entries]] == [{"a2": "a"}]
+    writer = StreamWriter(tmp_path / "short.safetensors", entries, {})
+    with pytest.raises(RuntimeError, match="expected 'a'"):
+        writer.write(1, tensors["b"])
+    writer.abandon()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_save_dir_in_one_process(cli: Any, tmp_path: Path, fmt: str) -> None:
+    args = ["init", "tinylm", "--scheme", "normal(std=0.02)", "--types", "Linear", "--set", "ln_f.bias[0]=1"]
+    cli.run(*args, "--save", tmp_path / "one.safetensors")
+    ref = load_file(str(tmp_path / "one.safetensors"))
+    result = cli.run(*args, "--save", tmp_path / "ck", "--format", fmt)
+    assert result.stdout.endswith(f"saved the state_dict to {tmp_path / 'ck'}\n")
+    if fmt == "dcp":
+        got = read_dcp(tmp_path / "ck", tmp_path)
+        assert torch.equal(got["head.weight"], got["embed.weight"])  # a .pt-like state_dict: every key
+        del got["head.weight"]
+        assert_same_tensors(got, ref)
+    else:
+        tensors, aliases = read_sharded_safetensors(tmp_path / "ck")
+        assert aliases == {"head.weight": "embed.weight"}
+        assert_same_tensors(tensors, ref)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+def test_save_dir_usage_errors(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    for args, message in [
+        (["--format", "dcp"], "--format applies to --save DIR"),
+        (["--save", tmp_path / "x.safetensors", "--format", "dcp"], "--format applies to a directory"),
+        (["--save", tmp_path / "taken"], "already exists"),
+        (["--save", tmp_path / "no" / "ck"], "does not exist"),
+        (["--save", tmp_path / "x.bin"], "unknown format"),
+        (["--save", tmp_path / "ck", "--format", "zip"], "zip"),
+    ]:
+        result = cli.run("init", "mlp", *args, code=2)
+        assert message in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

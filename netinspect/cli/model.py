@@ -203,9 +203,8 @@ def init(
     launch = launched()
     fmt = save_format.value if save_format is not None else None
     if launch is not None:
-        _init_distributed(
-            launch, model, (scheme, target, param, bias, types or []), rules, set_, save, fmt, device, dtype, seed, allow, weights, as_json
-        )
+        rule = (scheme, target, param, bias, types or [])
+        _init_distributed(launch, model, rule, rules, set_, save, fmt, device, dtype, seed, allow, weights, as_json, debug)
         return
     if device.strip().lower() == "meta":
         raise UsageError.at(None, "init needs values, and the meta device has none", "use --device cpu (or cuda)")
@@ -274,6 +273,7 @@ def _init_distributed(
     allow: list[str] | None,
     weights: Path | None,
     as_json: bool,
+    debug: bool,
 ) -> None:
     """``init`` as rank ``launch.rank`` of a torchrun job: every rank does its part; rank 0 alone prints
     (the table for the whole model, or the error the ranks agreed on); all exit with the same code."""
@@ -305,6 +305,8 @@ def _init_distributed(
     outcome = job.run(launch, device, prepare)
     if first:
         if outcome.code:
+            if debug and outcome.trace:
+                sys.stderr.write(outcome.trace)
             report(outcome.problems, as_json)
         elif outcome.built is not None and outcome.rows is not None:
             from netinspect import render

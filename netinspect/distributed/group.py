@@ -35,6 +35,8 @@ class Failure:
     rank: int
     code: int
     problems: tuple[Problem, ...]
+    #: the Python traceback of an unexpected error (a bug), for --debug
+    trace: str = ""
 
 
 class Abort(Exception):
@@ -56,9 +58,13 @@ def failure_of(exc: BaseException, rank: int) -> Failure:
     if isinstance(exc, KeyboardInterrupt):
         return Failure(rank, int(ExitCode.INTERRUPTED), (Problem("interrupted"),))
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or (isinstance(exc, RuntimeError) and "alloc" in str(exc)):
-        what = f"rank {rank} ran out of memory: {first_line(exc, 160)}"
+        what = f"ran out of memory: {first_line(exc, 160)}"
         return Failure(rank, int(ExitCode.DEVICE), (Problem(what, None, "use more ranks, or a machine with more memory"),))
-    return Failure(rank, int(ExitCode.RUNTIME), (Problem(f"rank {rank}: {type(exc).__name__}: {first_line(exc)}"),))
+    import traceback
+
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    bug = Problem(f"internal error: {type(exc).__name__}: {first_line(exc)}", None, "rerun with --debug for the traceback")
+    return Failure(rank, int(ExitCode.RUNTIME), (bug,), trace)
 
 
 def timeout_s(env: dict[str, str] | None = None) -> int:
@@ -218,53 +224,62 @@ class Group:
         """Give each rank the full tensors it owns: yields (index into ``shards``, full tensor) for
         this rank's own, in order. Each round every rank receives at most one tensor, all rounds
         through one ``all_to_all`` of raw bytes, so that owners can write (or summarise) in parallel
-        while a rank holds at most about one full tensor beyond its shards."""
+        while a rank holds about one full tensor beyond its shards. A yielded tensor is valid until
+        the next one is asked for (the buffers are reused: new pages cost as much as the copy)."""
         mine_by_rank: list[list[int]] = [[] for _ in range(self.world)]
         for i, owner in enumerate(owners):
             mine_by_rank[owner].append(i)
         rounds = max((len(x) for x in mine_by_rank), default=0)
+        send_buf, recv_buf = _Bytes(self.device), _Bytes(self.device)
         for r in range(rounds):
             wanted = [lst[r] if r < len(lst) else None for lst in mine_by_rank]
             mine = wanted[self.rank]
-            if not self.dist:
+            if not self.dist or self.world == 1:
                 if mine is not None:
                     yield mine, shards[mine].local
                 continue
-            yield from self._round(shards, wanted, mine)
+            full = self._round(shards, wanted, mine, send_buf, recv_buf)
+            if mine is not None and full is not None:
+                yield mine, full
 
-    def _round(self, shards: Sequence[Shard], wanted: list[int | None], mine: int | None) -> Iterator[tuple[int, torch.Tensor]]:
+    def _round(
+        self, shards: Sequence[Shard], wanted: list[int | None], mine: int | None, send_buf: _Bytes, recv_buf: _Bytes
+    ) -> torch.Tensor | None:
+        """One all_to_all: this rank's rows of every owner's tensor out, its own tensor's rows in."""
         import torch.distributed as dist
 
-        send_parts: list[torch.Tensor] = []
-        in_splits: list[int] = []
-        for i in wanted:
-            s = shards[i] if i is not None else None
-            if s is None or not s.sharded:
-                in_splits.append(0)
-                continue
-            data = s.local.contiguous().view(-1).view(torch.uint8) if s.local.numel() else torch.empty(0, dtype=torch.uint8)
-            send_parts.append(data)
-            in_splits.append(data.numel())
+        parts = [shards[i] if i is not None and shards[i].sharded else None for i in wanted]
+        in_splits = [0 if s is None else s.local.numel() * s.dtype.itemsize for s in parts]
+        send = send_buf.take(sum(in_splits))
+        at = 0
+        for s, n in zip(parts, in_splits, strict=True):
+            if s is not None and n:
+                send[at : at + n].copy_(s.local.contiguous().view(-1).view(torch.uint8))
+                at += n
+        own = shards[mine] if mine is not None else None
         out_splits = [0] * self.world
-        full: torch.Tensor | None = None
-        if mine is not None:
-            s = shards[mine]
-            if s.sharded:
-                full = torch.empty(s.shape, dtype=s.dtype, device=self.device)
-                item = full.element_size()
-                out_splits = [(b - a) * s.row_numel * item for a, b in s.all_rows]
-            else:
-                full = s.local
-        send = torch.cat(send_parts) if send_parts else torch.empty(0, dtype=torch.uint8, device=self.device)
-        recv = (
-            full.view(-1).view(torch.uint8)
-            if full is not None and mine is not None and shards[mine].sharded and full.numel()
-            else torch.empty(sum(out_splits), dtype=torch.uint8, device=self.device)
-        )
+        if own is not None and own.sharded:
+            out_splits = [(b - a) * own.row_numel * own.dtype.itemsize for a, b in own.all_rows]
+        recv = recv_buf.take(sum(out_splits))
         self.check()
         self._run(lambda: dist.all_to_all_single(recv, send, out_splits, in_splits))
-        if mine is not None and full is not None:
-            yield mine, full
+        if own is None:
+            return None
+        return recv.view(own.dtype).view(own.shape) if own.sharded else own.local
+
+
+class _Bytes:
+    """A byte buffer reused from round to round, grown when a round needs more."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffer: torch.Tensor | None = None
+
+    def take(self, n: int) -> torch.Tensor:
+        if self.buffer is None or self.buffer.numel() < n:
+            self.buffer = None
+            self.buffer = torch.empty(n, dtype=torch.uint8, device=self.device)
+        return self.buffer[:n]
 
 
 @dataclass(eq=False)
@@ -279,6 +294,10 @@ class Shard:
     sharded: bool
     rows: tuple[int, int]
     all_rows: list[tuple[int, int]]
+
+    @property
+    def nbytes(self) -> int:
+        return self.row_numel * (self.shape[0] if len(self.shape) else 1) * self.dtype.itemsize
 
     @property
     def row_numel(self) -> int:

@@ -38,8 +38,6 @@ from .replay import Replayer, chains, scratch_bytes
 from .report import finish_rows, plan_rows
 from .save import INDEX_NAME, Staging, StreamWriter, check_target, entries_of, index_json, plan_files
 
-FORMATS = ("dcp", "safetensors")
-
 
 @dataclass(frozen=True)
 class InitRequest:
@@ -67,6 +65,7 @@ class Outcome:
     built: Built | None = None
     rows: list[InitRow] | None = None
     group: Group | None = None
+    trace: str = ""
 
     def finish(self) -> None:
         """Wait for every rank (so that none is stopped while another still reports), then leave
@@ -119,20 +118,21 @@ def execute(group: Group, prepare: Callable[[], InitRequest], local_world: int =
         if failure.rank != group.rank and failure.code != ExitCode.INTERRUPTED:
             problems = [dataclasses.replace(p, message=f"rank {failure.rank}: {p.message}") for p in problems]
         talking = not group.broken and failure.code != ExitCode.INTERRUPTED  # interrupted ranks leave without waiting
-        return Outcome(group.rank, failure.code, problems, group=group if talking else None)
+        return Outcome(group.rank, failure.code, problems, group=group if talking else None, trace=failure.trace)
     finally:
         for s in staging:
             s.discard()
 
 
-def _agree(exc: BaseException, group: Group | None, rank: int) -> Failure:
+def _agree(exc: BaseException, group: Group, rank: int) -> Failure:
+    """The failure every rank agrees on, once ``exc`` ended this rank's part."""
     if isinstance(exc, Abort):
         return exc.failure
     if isinstance(exc, Broken):
         lost = Problem(f"lost contact with the other ranks: {exc}", None, "a rank stopped; see its log")
         return Failure(rank, int(ExitCode.RUNTIME), (lost,))
     failure = failure_of(exc, rank)
-    if group is None or isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt):
         return failure  # every rank is being interrupted; no more collectives
     try:
         group.check(failure)
@@ -184,6 +184,7 @@ def _work(request: InitRequest, group: Group, staging: list[Staging], local_worl
     replay.rules(built.plan)
     for e in edits:
         replay.edit(e.path, lambda full, e=e: apply_edits(dataclasses.replace(built, module=_holder(e.path, full)), [e]))  # type: ignore[misc]
+    replay.arena.release()
     wanted = [layout.by_attr[r.attr] for r in rows_plan]
     stats = save(layout, group, request.save, request.fmt, staging, wanted) if request.save is not None else _stats(layout, group, wanted)
     group.check()
@@ -194,7 +195,7 @@ def _work(request: InitRequest, group: Group, staging: list[Staging], local_worl
     for part in everyone:
         assert isinstance(part, dict)
         merged.update(part)
-    built.device = group.device if group.device.type == "cuda" else torch.device("cpu")
+    built.device = group.device  # what the table's title names: cpu, or this rank's cuda:N
     return built, finish_rows(rows_plan, [merged[i] for i in wanted])
 
 
@@ -203,8 +204,9 @@ def _is_dir(target: Path) -> bool:
 
 
 def _stats(layout: Layout, group: Group, wanted: Sequence[int]) -> dict[int, TensorStats]:
-    """Statistics of the ``wanted`` tensors, each on the rank it is delivered to (round-robin)."""
-    order = sorted(set(wanted))
+    """Statistics of the ``wanted`` tensors, each on the rank it is delivered to: largest first, dealt
+    round-robin, so that the tensors of one round (one per rank) are about the same size."""
+    order = sorted(set(wanted), key=lambda i: -layout.shards[i].nbytes)
     out: dict[int, TensorStats] = {}
     shards = [layout.shards[i] for i in order]
     for pos, full in group.deliver(shards, [k % group.world for k in range(len(order))]):

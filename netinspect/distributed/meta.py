@@ -4,7 +4,6 @@ FSDP units it is sharded by."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,10 +80,11 @@ def _signature(m: nn.Module, memo: dict[int, tuple[object, ...]]) -> tuple[objec
 def fsdp_units(root: nn.Module) -> list[nn.Module]:
     """The modules that get their own ``fully_shard``, innermost first (the root comes after them).
 
-    A unit is a block of a repeated stack: a child, holding parameters, with a sibling of the same
-    signature (GPT-2's ``h.0`` … ``h.47``, rgnet's ``block0`` … ``block3``), as torchtitan wraps each
-    transformer block. A candidate is left to its parent when one of its parameters is also reached
-    from outside it (a ``tie:`` or a module reused elsewhere): a shared Parameter stays in one unit.
+    A unit is a block of a repeated stack: a child holding parameters in a run of two or more
+    consecutive siblings of the same signature (what ``repeat:`` makes: GPT-2's ``h.0`` … ``h.47``,
+    rgnet's ``block0`` … ``block3``), as torchtitan wraps each transformer block. A candidate is left
+    to its parent when one of its parameters is also reached from outside it (a ``tie:`` or a module
+    reused elsewhere): a shared Parameter stays in one unit.
     """
     memo: dict[int, tuple[object, ...]] = {}
     named = all_named_modules(root)
@@ -100,9 +100,11 @@ def fsdp_units(root: nn.Module) -> list[nn.Module]:
     for path, m in named:
         children = [(n, c) for n, c in m._modules.items() if c is not None]
         sigs = [_signature(c, memo) for _, c in children]
-        counts = Counter(sigs)
-        for (name, child), sig in zip(children, sigs, strict=True):
-            if id(child) in seen or counts[sig] < 2:
+        in_run = [
+            (k > 0 and sigs[k - 1] == sig) or (k + 1 < len(sigs) and sigs[k + 1] == sig) for k, sig in enumerate(sigs)
+        ]
+        for (name, child), repeated in zip(children, in_run, strict=True):
+            if id(child) in seen or not repeated:
                 continue
             seen.add(id(child))
             cpath = f"{path}.{name}" if path else name

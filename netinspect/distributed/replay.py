@@ -8,8 +8,11 @@ is what makes the values independent of the world size; it holds its shards plus
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +28,41 @@ from .layout import Layout
 
 #: Schemes that draw no random numbers and set each value from itself alone: they run on the shard.
 ON_SHARD = frozenset(POST_OPS) | {"constant", "ones", "zeros"}
+#: Schemes whose values depend on the number of intra-op threads (orthogonal's QR, in MKL or LAPACK).
+THREAD_SENSITIVE = frozenset({"orthogonal"})
+
+
+def physical_cores() -> int:
+    """Physical cores of this machine (what torch starts with when OMP_NUM_THREADS is not set)."""
+    cores: set[tuple[str, str]] = set()
+    for topo in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology"):
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            continue
+    return len(cores) or os.cpu_count() or 1
+
+
+def one_process_threads(env: Mapping[str, str] | None = None) -> int:
+    """The intra-op threads ``netinspect init`` uses when run in one process on this machine:
+    ``NETINSPECT_THREADS`` if set; else ``OMP_NUM_THREADS``, unless it is the 1 that torchrun gives
+    its workers when the launcher had none; else one per physical core, as torch does."""
+    env = os.environ if env is None else env
+    for var in ("NETINSPECT_THREADS", "OMP_NUM_THREADS"):
+        text = env.get(var, "").strip()
+        if text.isdigit() and int(text) > 0 and not (var == "OMP_NUM_THREADS" and text == "1" and "LOCAL_RANK" in env):
+            return int(text)
+    return physical_cores()
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def chains(plan: Sequence[Planned]) -> dict[tuple[int, str], list[SchemeStep]]:
@@ -68,6 +106,45 @@ def scratch_bytes(steps: Sequence[InitStep], plan: Sequence[Planned], biggest: i
     return most
 
 
+class Arena:
+    """Temporaries carved from one reused buffer on CPU: a fresh ``torch.empty`` of a large tensor is
+    new pages each time, whose first touch costs about as much as drawing its random numbers.
+    (On CUDA the caching allocator already reuses memory.) Views are contiguous, 64-byte aligned."""
+
+    ALIGN = 64
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffer: torch.Tensor | None = None
+        self.used = 0
+        self.wanted = 0  # the most one step asked for: the size of the next buffer
+
+    def empty(self, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        if self.device.type != "cpu":
+            return torch.empty(shape, dtype=dtype, device=self.device)
+        n = 1
+        for d in shape:
+            n *= d
+        start = -(-self.used // self.ALIGN) * self.ALIGN
+        end = start + n * dtype.itemsize
+        self.wanted = max(self.wanted, end)
+        if self.buffer is None or end > self.buffer.numel():
+            if self.used:  # part of the buffer is in use by this step: this tensor on its own
+                return torch.empty(shape, dtype=dtype)
+            self.buffer = None
+            self.buffer = torch.empty(self.wanted, dtype=torch.uint8)
+        self.used = end
+        return self.buffer[start:end].view(dtype).view(shape)
+
+    def reset(self) -> None:
+        self.used = 0
+
+    def release(self) -> None:
+        """Give the buffer back (the replay is over; the exchanges that follow have their own)."""
+        self.buffer = None
+        self.used = 0
+
+
 @dataclass(slots=True)
 class _Slot:
     store: dict[str, Any]
@@ -82,6 +159,7 @@ class Replayer:
     def __init__(self, layout: Layout, group: Group) -> None:
         self.layout = layout
         self.group = group
+        self.arena = Arena(group.device)
 
     def _install(self, modules: Sequence[nn.Module], dropped: set[tuple[int, str]], current: Callable[[nn.Module], bool]) -> list[_Slot]:
         """Give every tensor of ``modules`` a full-size temporary (one per distinct tensor); those of
@@ -101,7 +179,7 @@ class Replayer:
                         memo: object = index if index is not None else key
                         new = temps.get(memo)
                         if new is None:
-                            data = torch.empty(t.shape, dtype=t.dtype, device=self.group.device)
+                            data = self.arena.empty(t.shape, t.dtype)
                             new = nn.Parameter(data, requires_grad=t.requires_grad) if is_param else data
                             temps[memo] = new
                             if index is not None and current(m):
@@ -123,10 +201,10 @@ class Replayer:
             done.add(s.index)
             self.layout.shards[s.index].take(s.store[s.name].detach())  # the step may have replaced the object
 
-    @staticmethod
-    def _restore(slots: Sequence[_Slot]) -> None:
+    def _restore(self, slots: Sequence[_Slot]) -> None:
         for s in reversed(slots):
             s.store[s.name] = s.original
+        self.arena.reset()
 
     def default_init(self, steps: Sequence[InitStep], ties: Sequence[TieBinding]) -> None:
         """PyTorch's default init, module by module: as in one process, a tied path holds its own
@@ -172,7 +250,7 @@ class Replayer:
             slots = []
             t = owner._parameters[pname]
             assert t is not None
-            data = torch.empty(t.shape, dtype=t.dtype, device=self.group.device)
+            data = self.arena.empty(t.shape, t.dtype)
             slots.append(_Slot(owner._parameters, pname, t, index))
             owner._parameters[pname] = nn.Parameter(data, requires_grad=t.requires_grad)
         try:
@@ -181,7 +259,9 @@ class Replayer:
             if starts_from_values:
                 with torch.no_grad():
                     param.copy_(self.group.all_gather(shard))
-            apply_steps(steps, param, owner, pname)
+            sensitive = any(s.name in THREAD_SENSITIVE for s in steps)
+            with threads(one_process_threads()) if sensitive else contextlib.nullcontext():
+                apply_steps(steps, param, owner, pname)
             self._keep(slots, only=index)
         finally:
             self._restore(slots)

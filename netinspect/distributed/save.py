@@ -81,15 +81,12 @@ def entries_of(
 
 
 def plan_files(entries: Sequence[Entry], aliases: dict[str, str], world: int) -> list[FilePlan]:
-    """Split the entries, in order, into at most ``world`` files of about equal bytes (a tensor is
-    never split), named as Hugging Face names shards; file k is written by rank k."""
-    total = sum(e.nbytes for e in entries) or 1
-    groups: list[list[Entry]] = [[] for _ in range(world)]
-    done = 0
-    for e in entries:
-        k = min(world - 1, (2 * done + e.nbytes) * world // (2 * total))  # by the middle of the tensor
-        groups[k].append(e)
-        done += e.nbytes
+    """Deal the entries, largest first, round-robin into at most ``world`` files (a tensor is never
+    split), named as Hugging Face names shards; file k is written by rank k. The files come out about
+    equal in bytes, and each round of the delivery carries tensors of about one size, so that no
+    rank waits on a much larger write."""
+    order = sorted(entries, key=lambda e: -e.nbytes)
+    groups: list[list[Entry]] = [order[k::world] for k in range(world)]
     kept = [g for g in groups if g] or [[]]
     n = len(kept)
     plans = [FilePlan(f"model-{i + 1:05d}-of-{n:05d}.safetensors", g, i) for i, g in enumerate(kept)]
@@ -228,8 +225,9 @@ class Staging:
 
 
 def index_json(plans: Sequence[FilePlan], aliases: dict[str, str]) -> str:
-    """``model.safetensors.index.json``: total bytes, aliases, and the file of every stored key."""
+    """``model.safetensors.index.json``: total bytes, aliases, and the file of every stored key (in
+    the model's ``state_dict`` order)."""
     total = sum(e.nbytes for p in plans for e in p.entries)
-    weight_map = {e.key: p.name for p in plans for e in p.entries}
-    doc = {"metadata": {"total_size": total, ALIASES_KEY: json.dumps(aliases)}, "weight_map": weight_map}
+    placed = sorted((e.index, e.key, p.name) for p in plans for e in p.entries)
+    doc = {"metadata": {"total_size": total, ALIASES_KEY: json.dumps(aliases)}, "weight_map": {k: f for _, k, f in placed}}
     return json.dumps(doc, indent=2) + "\n"
