@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -25,6 +25,9 @@ from .layers import dtype_name
 from .records import ParamRow, SharedGroup, StateEntry, Totals, TreeNode
 from .records import walk_tree as walk_tree  # re-exported: the CLI walks trees through queries
 from .spec import InputSpec
+
+if TYPE_CHECKING:
+    from .schemes import SchemeStep, TensorStats
 from .tables import TensorInfo, TensorTable
 
 
@@ -448,25 +451,52 @@ class InitRow:
     shared_with: list[str]
 
 
-def init_report(built: Built) -> list[InitRow]:
-    """Per-parameter statistics after every rule ran (each Parameter once, under its first path)."""
-    from .schemes import expected_std, tensor_stats
+@dataclass(frozen=True, slots=True)
+class RowPlan:
+    """An ``init`` row before its statistics: the parameter's first path, shape, scheme chain (text),
+    expected std and other paths, and (id(owner), name) of its first owner."""
+
+    name: str
+    shape: list[int]
+    scheme: str | None
+    expected_std: float | None
+    shared_with: list[str]
+    attr: tuple[int, str]
+
+
+def init_row_plans(module: nn.Module, chains: Mapping[int, Sequence[SchemeStep]]) -> list[RowPlan]:
+    """One row per distinct Parameter (under its first path), from its scheme chain (by id(param));
+    what a row says of the scheme is known before the values exist (on meta too)."""
+    from .schemes import expected_std
 
     owners: dict[int, tuple[nn.Module, str]] = {}
-    for m in built.module.modules():
+    for m in module.modules():
         for pname, p in m._parameters.items():
             if p is not None:
                 owners.setdefault(id(p), (m, pname))
-    rows: list[InitRow] = []
-    for name, p, others in iter_unique_params(built.module):
-        chain = built.applied.get(id(p))
-        st = tensor_stats(p.detach())
-        exp = None
-        if chain:
-            owner, pname = owners[id(p)]
-            exp = expected_std(chain, p, owner, pname)
+    rows: list[RowPlan] = []
+    for name, p, others in iter_unique_params(module):
+        owner, pname = owners[id(p)]
+        chain = chains.get(id(p))
+        exp = expected_std(chain, p, owner, pname) if chain else None
         scheme = None
         if chain:
             scheme = chain[0].text if len(chain) == 1 else "[" + ", ".join(s.text for s in chain) + "]"
-        rows.append(InitRow(name, shape_of(p), scheme, st.mean, st.std, st.min, st.max, st.zero_fraction, exp, others))
+        rows.append(RowPlan(name, shape_of(p), scheme, exp, others, (id(owner), pname)))
     return rows
+
+
+def init_rows(plans: Sequence[RowPlan], stats: Sequence[TensorStats]) -> list[InitRow]:
+    """The rows, with each parameter's statistics (in the plans' order)."""
+    return [
+        InitRow(r.name, r.shape, r.scheme, st.mean, st.std, st.min, st.max, st.zero_fraction, r.expected_std, r.shared_with)
+        for r, st in zip(plans, stats, strict=True)
+    ]
+
+
+def init_report(built: Built) -> list[InitRow]:
+    """Per-parameter statistics after every rule ran (each Parameter once, under its first path)."""
+    from .schemes import tensor_stats
+
+    plans = init_row_plans(built.module, built.applied)
+    return init_rows(plans, [tensor_stats(p.detach()) for _, p, _ in iter_unique_params(built.module)])

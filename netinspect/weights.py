@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,21 @@ def apply_edits(built: Built, edits: list[Edit]) -> None:
 # --- save ---------------------------------------------------------------------------------------
 
 
+def stored_keys(keys: Iterable[tuple[str, object]]) -> tuple[list[str], dict[str, str]]:
+    """For (state_dict key, tensor identity) in order: the keys a ``.safetensors`` stores (each
+    tensor once, under its first key) and every other key → that first key (``netinspect.aliases``)."""
+    first: dict[object, str] = {}
+    stored: list[str] = []
+    aliases: dict[str, str] = {}
+    for k, ident in keys:
+        if ident in first:
+            aliases[k] = first[ident]
+            continue
+        first[ident] = k
+        stored.append(k)
+    return stored, aliases
+
+
 def save_state(built: Built, target: Path) -> None:
     """``.pt``: every key (tied keys share storage, as torch.save does). ``.safetensors``: each tied
     tensor once under its first path, the other paths recorded in the metadata."""
@@ -107,15 +122,8 @@ def save_state(built: Built, target: Path) -> None:
         return
     from safetensors.torch import save_file
 
-    first: dict[int, str] = {}
-    tensors: dict[str, torch.Tensor] = {}
-    aliases: dict[str, str] = {}
-    for k, v in sd.items():
-        if id(v) in first:
-            aliases[k] = first[id(v)]
-            continue
-        first[id(v)] = k
-        tensors[k] = v.detach().to("cpu").contiguous().clone()
+    stored, aliases = stored_keys((k, id(v)) for k, v in sd.items())
+    tensors = {k: sd[k].detach().to("cpu").contiguous().clone() for k in stored}
     meta = {"format": "pt", ALIASES_KEY: json.dumps(aliases)}
     atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=meta))
 

@@ -9,7 +9,7 @@ constructions instead of repeating them), ``ties`` binds ``tie:``, ``plan`` reso
 from .assemble import ScopedRule, no_init, resolve_classes
 from .built import Built
 from .materialise import SKIP_DEFAULT_MIN_NUMEL, InitStep, allocate, default_init_steps
-from .pipeline import build
+from .pipeline import Recipe, build, construct
 from .plan import Planned, plan_rules
 from .ties import TieBinding, retie
 from .walk import all_named_modules, param_paths, unique_bytes, unique_modules
@@ -19,11 +19,13 @@ __all__ = [
     "Built",
     "InitStep",
     "Planned",
+    "Recipe",
     "ScopedRule",
     "TieBinding",
     "all_named_modules",
     "allocate",
     "build",
+    "construct",
     "default_init_steps",
     "no_init",
     "param_paths",

@@ -37,6 +37,8 @@ class Built:
     frozen: list[nn.Module] = field(default_factory=list)  # modules declared frozen: true
     #: what the construction did, in order (modules built by calling a class, graphs' tensor entries)
     constructed: list[Any] = field(default_factory=list)
+    #: the shared: instances (constructed, and drawing their values, even where no ref uses them)
+    shared: list[nn.Module] = field(default_factory=list)
 
     @property
     def tied_ids(self) -> set[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,6 +22,79 @@ from .materialise import Progress, apply_plan, materialise, replayable
 from .plan import plan_rules
 from .ties import bind_ties
 from .walk import unique_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """What a build needs besides the spec, resolved once: the allowed classes, the dtype, the seed,
+    the command line's rules, and each declaration's checked class."""
+
+    spec: ModelSpec
+    allowed: dict[str, type[nn.Module]]
+    dtype: torch.dtype
+    seed: int
+    extra_rules: tuple[Rule, ...]
+    classes: dict[int, type[nn.Module]]
+
+    @classmethod
+    def of(
+        cls,
+        spec: ModelSpec,
+        *,
+        dtype: str | None = None,
+        seed: int | None = None,
+        allowed: dict[str, type[nn.Module]] | None = None,
+        extra_rules: Sequence[Rule] = (),
+    ) -> Recipe:
+        allowed = allowed or {}
+        tdtype = layers.DTYPES[dtype or spec.dtype or "float32"]
+        seed_value = seed if seed is not None else (spec.seed if spec.seed is not None else 0)
+        return cls(spec, allowed, tdtype, seed_value, tuple(extra_rules), resolve_classes(spec, allowed))
+
+
+def construct(recipe: Recipe, on: torch.device, device: torch.device) -> tuple[Assembler, Built]:
+    """Construct ``recipe.spec`` on ``on`` (meta: no values; else as plain code would, at the seed
+    set by the caller), as ``torch.set_default_dtype(dtype)`` would; run a lazy model's first
+    forward; tie, freeze and plan the rules. ``device`` is where the values will be drawn."""
+    spec = recipe.spec
+    problems = Problems()
+    asm = Assembler(spec, recipe.classes, problems, clone=on.type == "meta", init_now=on.type != "meta")
+
+    def quiet() -> contextlib.AbstractContextManager[None]:
+        return no_init() if on.type == "meta" else contextlib.nullcontext()
+
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(recipe.dtype)
+    try:
+        with torch.device(on), quiet():
+            root = asm.run()
+    finally:
+        torch.set_default_dtype(saved)
+    problems.raise_if_any()
+    assert root is not None
+    lazy: list[nn.Module] = []
+    drawn: list[torch.Tensor] = []
+    if asm.lazy:  # a first forward gives lazy modules their shapes (off meta, their values too)
+
+        def draw() -> list[torch.Tensor]:
+            drawn.extend(draw_inputs(root, spec.inputs, recipe.dtype, on))
+            return drawn
+
+        with torch.device(on), quiet():
+            lazy = first_forward(root, draw, asm.origin, spec.inputs[0].pos)
+    ties = bind_ties(spec, root)
+    for m in asm.frozen:
+        m.requires_grad_(False)
+    scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
+    scoped += [ScopedRule(r, root, "", cli=True) for r in recipe.extra_rules]
+    plan = plan_rules(scoped, recipe.allowed)
+    made = Built(spec, root, device, recipe.dtype, recipe.seed, asm.origin, ties, plan, {}, unique_bytes(root), lazy)
+    if on.type != "meta" and lazy:
+        made.inputs = drawn
+    made.frozen = asm.frozen
+    made.constructed = asm.created
+    made.shared = list(asm.shared.values())
+    return asm, made
 
 
 def build(
@@ -40,51 +114,12 @@ def build(
     default init, rules), ``"storage"`` (allocate only: for commands that never read values), or
     ``"structure"`` (keep the meta tensors: for commands that show only the module structure).
     """
-    allowed = allowed or {}
     device = device or torch.device("cpu")
-    tdtype = layers.DTYPES[dtype or spec.dtype or "float32"]
-    seed_value = seed if seed is not None else (spec.seed if spec.seed is not None else 0)
-    classes = resolve_classes(spec, allowed)
+    recipe = Recipe.of(spec, dtype=dtype, seed=seed, allowed=allowed, extra_rules=extra_rules)
+    seed_value = recipe.seed
 
     def assemble(on: torch.device) -> tuple[Assembler, Built]:
-        """Construct (as ``torch.set_default_dtype(dtype)`` would), tie, freeze and plan the rules."""
-        problems = Problems()
-        asm = Assembler(spec, classes, problems, clone=on.type == "meta", init_now=on.type != "meta")
-
-        def quiet() -> contextlib.AbstractContextManager[None]:
-            return no_init() if on.type == "meta" else contextlib.nullcontext()
-
-        saved = torch.get_default_dtype()
-        torch.set_default_dtype(tdtype)
-        try:
-            with torch.device(on), quiet():
-                root = asm.run()
-        finally:
-            torch.set_default_dtype(saved)
-        problems.raise_if_any()
-        assert root is not None
-        lazy: list[nn.Module] = []
-        drawn: list[torch.Tensor] = []
-        if asm.lazy:  # a first forward gives lazy modules their shapes (off meta, their values too)
-
-            def draw() -> list[torch.Tensor]:
-                drawn.extend(draw_inputs(root, spec.inputs, tdtype, on))
-                return drawn
-
-            with torch.device(on), quiet():
-                lazy = first_forward(root, draw, asm.origin, spec.inputs[0].pos)
-        ties = bind_ties(spec, root)
-        for m in asm.frozen:
-            m.requires_grad_(False)
-        scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
-        scoped += [ScopedRule(r, root, "", cli=True) for r in extra_rules]
-        plan = plan_rules(scoped, allowed)
-        made = Built(spec, root, device, tdtype, seed_value, asm.origin, ties, plan, {}, unique_bytes(root), lazy)
-        if on.type != "meta" and lazy:
-            made.inputs = drawn
-        made.frozen = asm.frozen
-        made.constructed = asm.created
-        return asm, made
+        return construct(recipe, on, device)
 
     asm, built = assemble(torch.device("meta"))
     if device.type == "meta":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -13,6 +14,10 @@ from netinspect import session
 from netinspect.errors import ExitCode, NetinspectError, Problem, SpecError, UsageError, did_you_mean
 
 from . import checkpoint
+
+if TYPE_CHECKING:
+    from netinspect.distributed import Launch
+
 from .app import (
     AllowOpt,
     DebugOpt,
@@ -141,6 +146,13 @@ def state_dict(
         render.emit(render.state_lines(built, entries, with_values, key is not None))
 
 
+class SaveFormat(str, Enum):
+    """What ``init --save DIR`` writes."""
+
+    dcp = "dcp"
+    safetensors = "safetensors"
+
+
 @app.command()
 @handled
 def init(
@@ -168,7 +180,20 @@ def init(
         typer.Option("--set", help='Edit values: "0.weight[0,0]=42", "0.weight[:]+=1" (repeatable).', show_default=False),
     ] = None,
     save: Annotated[
-        Optional[Path], typer.Option("--save", help="Write the state_dict to FILE (.safetensors or .pt), atomically.", show_default=False)
+        Optional[Path],
+        typer.Option(
+            "--save",
+            help="Write the state_dict, atomically, to FILE (.safetensors or .pt) or to a directory DIR (see --format).",
+            show_default=False,
+        ),
+    ] = None,
+    save_format: Annotated[
+        Optional[SaveFormat],
+        typer.Option(
+            "--format",
+            help="For --save DIR: dcp (a torch.distributed.checkpoint, default) or safetensors (shards + model.safetensors.index.json).",
+            show_default=False,
+        ),
     ] = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = None,
@@ -179,11 +204,22 @@ def init(
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Apply the file's init rules, then --scheme/--bias, --rules and --set; print per-parameter statistics."""
+    """Apply the file's init rules, then --scheme/--bias, --rules and --set; print per-parameter statistics.
+
+    Under torchrun it runs as one job over the ranks: each rank initialises only its shards, with
+    the values one process gives, and --save DIR writes every rank's shards in parallel.
+    """
+    from netinspect.distributed import launched
+
+    launch = launched()
+    fmt = save_format.value if save_format is not None else None
+    if launch is not None:
+        rule = (scheme, target, param, bias, types or [])
+        _init_distributed(launch, model, rule, rules, set_, save, fmt, device, dtype, seed, allow, weights, as_json, debug)
+        return
     if device.strip().lower() == "meta":
         raise UsageError.at(None, "init needs values, and the meta device has none", "use --device cpu (or cuda)")
-    if save is not None and save.suffix not in (".pt", ".pth", ".safetensors"):
-        raise UsageError.at(None, f"--save {str(save)!r}: unknown format", "use a .safetensors or .pt file name")
+    directory = _save_kind(save, fmt, distributed=False)
     extra = session.cli_rules(scheme, target, param, bias, types or [])
     spec = load_spec(model, allow, as_json)
     if rules is not None:
@@ -196,12 +232,103 @@ def init(
 
     apply_edits(built, edits)
     report_rows = queries.init_report(built)
-    if save is not None:
+    if save is not None and directory:
+        from netinspect.distributed.job import save_local
+
+        save_local(built, save, fmt or "dcp")
+    elif save is not None:
         save_state(built, save)
     if as_json:
         render.emit_json(render.init_json(built, report_rows))
     else:
         render.emit(render.init_lines(built, report_rows, save))
+
+
+def _save_kind(save: Path | None, fmt: str | None, *, distributed: bool) -> bool:
+    """Whether ``--save`` names a directory (no file suffix, or ``--format`` given); refuses the rest."""
+    if save is None:
+        if fmt is not None:
+            raise UsageError.at(None, "--format applies to --save DIR", "e.g. --save out --format safetensors")
+        return False
+    files = (".safetensors",) if distributed else (".pt", ".pth", ".safetensors")
+    if save.suffix in files:
+        if fmt is not None:
+            raise UsageError.at(
+                None, f"--format applies to a directory, and --save {str(save)!r} is a file", "drop --format, or name a directory"
+            )
+        return False
+    if save.suffix and fmt is None:
+        if distributed and save.suffix in (".pt", ".pth"):
+            raise UsageError.at(
+                None,
+                f"--save {str(save)!r}: under torchrun a .pt file would gather the whole model in one process",
+                "save a directory (--format dcp or safetensors) or one .safetensors file",
+            )
+        raise UsageError.at(
+            None, f"--save {str(save)!r}: unknown format", "use a .safetensors or .pt file name, or a directory (--format dcp|safetensors)"
+        )
+    return True
+
+
+def _init_distributed(
+    launch: Launch,
+    model: str | None,
+    cli_rule: tuple[str | None, str, str, str | None, list[str]],
+    rules: Path | None,
+    set_: list[str] | None,
+    save: Path | None,
+    fmt: str | None,
+    device: str,
+    dtype: str | None,
+    seed: int | None,
+    allow: list[str] | None,
+    weights: Path | None,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """``init`` as rank ``launch.rank`` of a torchrun job: every rank does its part; rank 0 alone prints
+    (the table for the whole model, or the error the ranks agreed on); all exit with the same code."""
+    from netinspect.distributed import job
+
+    first = launch.rank == 0
+
+    def quiet(problems: list[Problem]) -> None:
+        if first:
+            report(problems, as_json)
+
+    def prepare() -> job.InitRequest:
+        if weights is not None:
+            raise UsageError.at(None, "--weights is not available under torchrun", "load weights in one process (without torchrun)")
+        directory = _save_kind(save, fmt, distributed=True)
+        extra = session.cli_rules(*cli_rule)
+        spec = session.load_spec(model, allow or (), quiet)
+        if rules is not None:
+            extra += session.rules_file(rules)
+        from netinspect.layers import parse_allow
+        from netinspect.weights import parse_edit
+
+        edits = tuple(parse_edit(s) for s in set_ or [])
+        fmt_ = (fmt or "dcp") if directory else "safetensors"
+        return job.InitRequest(spec, session.parse_dtype(dtype), seed, parse_allow(list(allow or [])), extra, edits, save, fmt_)
+
+    outcome = job.run(launch, device, prepare)
+    if first:
+        if outcome.code:
+            if debug and outcome.trace:
+                sys.stderr.write(outcome.trace)
+            report(outcome.problems, as_json)
+        elif outcome.built is not None and outcome.rows is not None:
+            from netinspect import render
+
+            if as_json:
+                render.emit_json(render.init_json(outcome.built, outcome.rows))
+            else:
+                render.emit(render.init_lines(outcome.built, outcome.rows, save))
+        sys.stdout.flush()
+        sys.stderr.flush()
+    outcome.finish()
+    if outcome.code:
+        raise typer.Exit(outcome.code)
 
 
 @app.command()
