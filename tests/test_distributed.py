@@ -200,6 +200,28 @@ def test_outputs_equal_one_process(launched: tuple[int, Path], case: dict[str, A
         assert_same_tensors(tensors, ref.stored)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sharded_outputs_are_models(launched: tuple[int, Path], fmt: str, cli: Any, tmp_path: Path) -> None:
+    """A sharded init's directory is a MODEL (params), equals the single-process .safetensors of the
+    same model value for value (diff, exit 0), and loads back into the model (--weights DIR)."""
+    from safetensors.torch import load_file as load
+
+    world, out = launched
+    case = CASES[0]
+    folder = out / f"{case['name']}-{fmt}"
+    single = tmp_path / "single.safetensors"
+    cli.run("init", case["model"], "--save", single)
+    keys = {p["name"]: p["shape"] for p in cli.json("params", folder)["parameters"]}
+    model_keys = {e["key"]: e["shape"] for e in cli.json("state-dict", case["model"])["entries"]}
+    assert set(keys) <= set(model_keys) and all(model_keys[k] == v for k, v in keys.items())
+    assert cli.json("diff", single, folder, "--values", code=0)["equal"]
+    restored = tmp_path / "restored.safetensors"
+    cli.run("init", case["model"], "--seed", 99, "--weights", folder, "--save", restored)
+    again = load(str(restored))
+    for k, v in load(str(single)).items():
+        assert torch.equal(again[k], v), k
+
+
 def test_one_safetensors_file(launched: tuple[int, Path], tmp_path: Path) -> None:
     _, out = launched
     ref = reference(CASES[0], tmp_path)
