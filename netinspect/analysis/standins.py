@@ -46,17 +46,20 @@ _SYM = (torch.SymInt, torch.SymFloat, torch.SymBool)
 
 class _StandIn(types.ModuleType):
     """A not-yet-imported module as far as a few names go; anything else is the real module (with
-    ``lazy``, a proxy that imports it when used)."""
+    ``lazy``, a proxy that imports it when used). The first stand-in of a group that has to import
+    its real module retires the whole group, so that what that import imports is real too."""
 
-    def __init__(self, name: str, fakes: dict[str, Any], *, package: bool, lazy: bool) -> None:
+    def __init__(self, name: str, fakes: dict[str, Any], *, package: bool, lazy: bool, group: list[_StandIn]) -> None:
         super().__init__(name)
         self._fakes = fakes
         self._package = package
         self._lazy = lazy
+        self._group = group
+        self._retired = False
         self._loaded: types.ModuleType | None = None
 
     def __getattr__(self, attr: str) -> Any:
-        if not self.is_loaded():
+        if not self._retired and not self.is_loaded():
             if attr in self._fakes:
                 return self._fakes[attr]
             if attr == "__path__":
@@ -81,11 +84,17 @@ class _StandIn(types.ModuleType):
         current = sys.modules.get(self.__name__)
         return current is not None and not isinstance(current, _StandIn)
 
+    def retire(self) -> None:
+        """Leave ``sys.modules`` (importing the name imports the real module from now on)."""
+        self._retired = True
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+
     def load(self) -> types.ModuleType:
-        """Import the real module in place of the stand-in (for good: it is loaded now)."""
+        """The real module, imported now if need be (the group retires first)."""
         if self._loaded is None:
-            if sys.modules.get(self.__name__) is self:
-                del sys.modules[self.__name__]
+            for s in self._group:
+                s.retire()
             self._loaded = importlib.import_module(self.__name__)
         return self._loaded
 
@@ -131,7 +140,7 @@ class _Existing(importlib.abc.Loader):
         return self.module
 
     def exec_module(self, module: types.ModuleType) -> None:
-        module.__spec__ = self.spec  # its own spec back
+        types.ModuleType.__setattr__(module, "__spec__", self.spec)  # its own spec back
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -142,14 +151,14 @@ class _Finder(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         for p in self.packages:
-            if fullname.startswith(p.__name__ + ".") and not p.is_loaded():
+            if fullname.startswith(p.__name__ + ".") and not p.is_loaded() and not p._retired:
                 p.load()
                 existing = sys.modules.get(fullname)
                 if existing is not None:
                     # the import system answers with the spec of a module that is already in
                     # sys.modules: make that one ours, so the module is taken as it is, not run again
                     spec = importlib.util.spec_from_loader(fullname, _Existing(existing))
-                    existing.__spec__ = spec
+                    types.ModuleType.__setattr__(existing, "__spec__", spec)  # past a module's own __setattr__
                     return spec
         return None
 
@@ -159,7 +168,7 @@ def _real(name: str) -> Callable[..., Any]:
     module = sys.modules.get(_SHAPES)
     if isinstance(module, _StandIn):
         module = module.load()
-    elif module is None:
+    else:
         module = importlib.import_module(_SHAPES)
     fn: Callable[..., Any] = getattr(module, name)
     return fn
@@ -297,16 +306,15 @@ def without_heavy_imports() -> Iterator[None]:
         handed_out.append(fn)
         return fn
 
-    stand_ins = [
-        _StandIn(name, fakes, package=package, lazy=lazy)
-        for name, fakes, package, lazy in (
-            ("torch._dynamo", {"disable": disable}, True, False),
-            ("sympy", {}, True, True),
-            ("torch.utils._sympy.functions", {}, False, True),
-            (_SHAPES, _SHAPE_FAKES, False, True),
-        )
-        if name not in sys.modules
-    ]
+    stand_ins: list[_StandIn] = []
+    for name, fakes, package, lazy in (
+        ("torch._dynamo", {"disable": disable}, True, False),
+        ("sympy", {}, True, True),
+        ("torch.utils._sympy.functions", {}, False, True),
+        (_SHAPES, _SHAPE_FAKES, False, True),
+    ):
+        if name not in sys.modules:
+            stand_ins.append(_StandIn(name, fakes, package=package, lazy=lazy, group=stand_ins))
     finder = _Finder([s for s in stand_ins if s._package])
     for s in stand_ins:
         sys.modules[s.__name__] = s
@@ -317,8 +325,7 @@ def without_heavy_imports() -> Iterator[None]:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(finder)
         for s in stand_ins:
-            if sys.modules.get(s.__name__) is s:
-                del sys.modules[s.__name__]
+            s.retire()
         for fn in handed_out:
             if getattr(fn, _DYNAMO_CACHE_ATTR, None) is fn:
                 with contextlib.suppress(AttributeError, TypeError):

@@ -10,6 +10,7 @@ from .app import app, main
 # isort: off
 from . import model  # noqa: F401  tree, params, state-dict, init, shared, forward, validate
 from . import listings  # noqa: F401  schemes, configs
+from . import summary  # noqa: F401  summary
 # isort: on
 
 __all__ = ["app", "main"]
