@@ -127,9 +127,15 @@ def summary_json(
 def _figures(r: Any) -> list[str]:
     c = r.cost
     if c is None:
-        return ["-", n(r.params) if r.params else "-", "-", "-"]
+        return ["-", n(r.params) if r.params else "-", "-", "-", "-"]
     calls = f" ×{c.calls} calls" if c.calls > 1 else ""
-    return [shape_text(c.output_shape) + calls, n(r.params) if r.params else "-", si(c.flops), human_bytes(c.output_bytes)]
+    return [
+        shape_text(c.output_shape) + calls,
+        n(r.params) if r.params else "-",
+        si(c.flops),
+        si(c.flops_backward),
+        human_bytes(c.output_bytes),
+    ]
 
 
 def summary_table(root: Any, depth: int | None, expand: bool) -> list[Line]:
@@ -171,7 +177,7 @@ def summary_table(root: Any, depth: int | None, expand: bool) -> list[Line]:
             walk(first, prefix + ext, level + 1)
 
     walk(root, "", 0)
-    return table(("module", "output shape", "params", "FLOPs", "output"), rows, right={2, 3, 4})
+    return table(("module", "output shape", "params", "FLOPs", "backward", "output"), rows, right={2, 3, 4, 5})
 
 
 def summary_lines(
