@@ -407,3 +407,14 @@ def test_summary_process(cli: Cli) -> None:
     r = run_process(*args)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["totals"] == cli.json(*args[:-1])["totals"]
+
+
+@pytest.mark.slow
+def test_summary_help_never_imports_torch() -> None:
+    probe = (
+        "import sys\nsys.argv = ['netinspect', 'summary', '--help']\nfrom netinspect import cli\n"
+        "try:\n    cli.app()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if any(m == 'torch' or m.startswith('torch.') for m in sys.modules) else 'NO-TORCH')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert r.stdout.strip().splitlines()[-1] == "NO-TORCH"
