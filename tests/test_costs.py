@@ -717,3 +717,16 @@ def test_global_module_hooks_turn_the_cache_off() -> None:
     finally:
         handle.remove()
     assert costs.replayed == 0 and seen.count("Linear") == 5
+
+
+def test_storage_identity_without_data_pointers() -> None:
+    """On meta every data pointer is 0; the storage's identity holds for views and in-place results."""
+    from netinspect.analysis.engine import storage_key
+
+    a = torch.empty(4, 6, device="meta")
+    b = torch.empty(4, 6, device="meta")
+    assert a.data_ptr() == b.data_ptr() == 0
+    assert storage_key(a) != storage_key(b)
+    views = [a.view(24), a[1:], a.t(), a.unsqueeze(0), a.relu_(), a.mul_(2), a.as_strided((2,), (1,), 3)]
+    assert {storage_key(v) for v in views} == {storage_key(a)}
+    assert storage_key(a.clone()) != storage_key(a)
