@@ -9,6 +9,7 @@ from .app import app, main
 
 # isort: off
 from . import model  # noqa: F401  tree, params, state-dict, init, shared, forward, validate
+from . import summary  # noqa: F401  summary
 from . import export  # noqa: F401  code
 from . import diff  # noqa: F401  diff
 from . import listings  # noqa: F401  schemes, configs, ops

@@ -77,6 +77,12 @@ def tree(
 def params(
     model: ModelArg = None,
     module: ModuleOpt = None,
+    shard: Annotated[
+        Optional[int],
+        typer.Option(
+            "--shard", help="Also show what each of N ranks holds under FSDP2's fully_shard (dim-0 chunks).", min=1, show_default=False
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = None,
     seed: SeedOpt = None,
@@ -97,9 +103,21 @@ def params(
     rows, totals = queries.params(target)
     if as_json:
         session.check_shared_with({id(r.paths): r.paths for r in rows}.values(), "Parameter", "rows")
-        render.emit_json(render.params_json(built, rows, totals))
+        doc = render.params_json(built, rows, totals)
+        if shard is not None:
+            from netinspect import render_costs
+            from netinspect.analysis.memory import shard_params
+
+            doc["shard"] = render_costs.shard_json(shard, shard_params(target, shard))
+        render.emit_json(doc)
     else:
-        render.emit(render.params_lines(built, rows, totals, module))
+        lines = render.params_lines(built, rows, totals, module)
+        if shard is not None:
+            from netinspect import render_costs
+            from netinspect.analysis.memory import shard_params
+
+            lines += render_costs.shard_lines(shard, shard_params(target, shard))
+        render.emit(lines)
 
 
 @app.command("state-dict")

@@ -1,0 +1,175 @@
+"""``summary``: what a model costs — FLOPs, saved activations and training memory per module."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from netinspect import session
+from netinspect.errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
+
+from .app import (
+    AllowOpt,
+    DebugOpt,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelArg,
+    PartialOpt,
+    SeedOpt,
+    WeightsOpt,
+    app,
+    handled,
+    load_spec,
+    make,
+    options,
+)
+
+if TYPE_CHECKING:
+    from netinspect.analysis import ForwardFailed
+    from netinspect.build import Built
+    from netinspect.spec import InputSpec
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum", "none")  # = analysis.OPTIMIZERS (torch-free here)
+PRECISIONS = {"fp32": None, "bf16-mixed": "bfloat16", "fp16-mixed": "float16"}  # --precision → autocast dtype
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
+    key = value.strip().lower()
+    if key not in choices:
+        raise UsageError.at(None, f"unknown {flag} {value!r}", did_you_mean(key, list(choices)) or "one of " + ", ".join(choices))
+    return key
+
+
+@app.command()
+@handled
+def summary(
+    model: ModelArg = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Show N levels below the root.", min=0, show_default=False)] = None,
+    expand: Annotated[bool, typer.Option("--expand", help="Show every module (no folding of identical siblings).")] = False,
+    input_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--input", "-i", help="Input shape, e.g. 2,4 (repeatable for several inputs); default: the file's input:.", show_default=False
+        ),
+    ] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adam, adamw, sgd, sgd-momentum or none.")] = "adam",
+    precision: Annotated[
+        Optional[str],
+        typer.Option(
+            "--precision",
+            help="fp32, bf16-mixed or fp16-mixed (fp32 weights, autocast); default: the model's dtype, no master copy.",
+            show_default=False,
+        ),
+    ] = None,
+    shard: Annotated[
+        Optional[int], typer.Option("--shard", help="Per rank as FSDP2/ZeRO-3 split over N ranks.", min=1, show_default=False)
+    ] = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = None,
+    allow: AllowOpt = None,
+    weights: WeightsOpt = None,
+    partial: PartialOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """What a training step costs: per module output shape, parameters, FLOPs and output bytes; totals, and memory."""
+    optimizer = _choice("--optimizer", optimizer, OPTIMIZERS)
+    if precision is not None:
+        precision = _choice("--precision", precision, list(PRECISIONS))
+        if dtype is not None and session.parse_dtype(dtype) != "float32":
+            raise UsageError.at(
+                None, f"--precision {precision} trains fp32 weights, and --dtype asks for {dtype}", "leave out --dtype (or --precision)"
+            )
+        dtype = "float32"
+    spec = load_spec(model, allow, as_json)
+    specs = _keep_kinds(session.parse_inputs(input_, spec), spec.inputs) if input_ else session.parse_inputs(input_, spec)
+    meta = device.strip().lower() == "meta"
+    built = make(
+        model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure" if meta else "storage"), as_json, spec
+    )
+    import torch
+
+    from netinspect import analysis, queries, render, render_costs
+    from netinspect.layers import dtype_name
+
+    if not meta:
+        from netinspect.devices import check_fits
+
+        check_fits(queries.input_bytes(built, specs), built.device, what="the input")
+    autocast_to = PRECISIONS[precision] if precision is not None else None
+    low = getattr(torch, autocast_to) if autocast_to else None
+    built.module.train()
+    try:
+        with analysis.without_heavy_imports():
+            inputs = queries.make_inputs(built, specs)
+            costs = analysis.analyse(built.module, inputs, autocast=low)
+    except analysis.ForwardFailed as exc:
+        raise _failure(built, exc) from exc.cause
+    estimate = analysis.estimate(
+        built.module,
+        activations=costs.saved_bytes,
+        outputs=costs.output_bytes,
+        optimizer=optimizer,
+        foreach=built.device.type != "cpu",
+        shard=shard,
+    )
+    root = analysis.summary_tree(built.module, costs)
+    unique = {id(p): p for p in built.module.parameters()}
+    params = sum(p.numel() for p in unique.values())
+    param_bytes = sum(p.numel() * p.element_size() for p in unique.values())
+    input_shapes = [[int(d) for d in t.shape] for t in inputs]
+    if as_json:
+        render.emit_json(
+            render_costs.summary_json(
+                built.spec.name, str(built.device), input_shapes, root, costs, estimate, params, param_bytes, precision
+            )
+        )
+    else:
+        render.emit(
+            render_costs.summary_lines(
+                built.spec.name,
+                str(built.device),
+                input_shapes,
+                root,
+                costs,
+                estimate,
+                params,
+                param_bytes,
+                precision,
+                depth,
+                expand,
+                dtype_name(built.dtype),
+            )
+        )
+
+
+def _keep_kinds(given: list[InputSpec], declared: Sequence[InputSpec]) -> list[InputSpec]:
+    """``--input`` shapes for the file's inputs keep what else the file says of them (an int64
+    token input stays int64, with its ``high``)."""
+    if len(given) != len(declared):
+        return given
+    return [dataclasses.replace(g, dtype=d.dtype, high=d.high) for g, d in zip(given, declared, strict=True)]
+
+
+def _failure(built: Built, exc: ForwardFailed) -> NetinspectError:
+    """A forward that raised: where (the module's path and the file position of the nearest
+    module declared in the file), on what input, and why."""
+    msg = first_line(exc.cause, limit=10_000)
+    f = exc.failure
+    if f is None:
+        return RunFailure.at(None, f"forward failed: {type(exc.cause).__name__}: {msg}")
+    pos: Pos | None = None
+    for m in f.modules:
+        pos = built.origin.get(id(m))
+        if pos is not None:
+            break
+    where = f"'{f.path}'" if f.path else "the root module"
+    shapes = f.input_shapes[0] if isinstance(f.input_shapes, list) and len(f.input_shapes) == 1 else f.input_shapes
+    hint = "check the sizes of the layer and the one before it" if "shape" in msg or "size" in msg else None
+    kind = type(f.modules[0]).__name__
+    return RunFailure.at(pos, f"forward failed in {where} ({kind}) on input shape {shapes}: {type(exc.cause).__name__}: {msg}", hint)
