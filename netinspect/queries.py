@@ -22,7 +22,7 @@ from .build.inputs import draw_inputs
 from .build.inputs import input_bytes as inputs_bytes
 from .errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
 from .layers import dtype_name
-from .records import ParamRow, SharedGroup, StateEntry, Totals, TreeNode
+from .records import ParamRow, SharedGroup, StateEntry, Totals, TreeNode, shape_tree
 from .records import walk_tree as walk_tree  # re-exported: the CLI walks trees through queries
 from .spec import InputSpec
 
@@ -290,16 +290,6 @@ class ForwardResult:
     modules: list[ModuleCall]
 
 
-def _shape_tree(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return shape_of(x)
-    if isinstance(x, (tuple, list)):
-        return [_shape_tree(i) for i in x]
-    if isinstance(x, dict):
-        return {k: _shape_tree(v) for k, v in x.items()}
-    return None
-
-
 def make_inputs(built: Built, specs: list[InputSpec]) -> list[torch.Tensor]:
     """Seeded inputs: ``torch.rand`` for float inputs, ``torch.randint`` below ``high`` for integer ones.
     A model with lazy modules already drew its file's inputs while it was built: those are used."""
@@ -319,6 +309,8 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bo
     stack: list[tuple[nn.Module, str, Any]] = []
     records: list[ModuleCall] = []
     steps: dict[str, list[ModuleCall]] = {}  # module path -> its steps, in call order
+    if built.device.type == "meta" and record:
+        return _forward_on_meta(built, specs, train)
     if built.device.type != "meta":
         from .devices import check_fits
 
@@ -341,13 +333,13 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bo
         if stack:
             _, path, _ = stack.pop()
             if record:
-                records.append(ModuleCall(path, type(m).__name__, _shape_tree(out)))
+                records.append(ModuleCall(path, type(m).__name__, shape_tree(out)))
 
     class Steps:
         def on_step(self, step: tracing.Step) -> None:
             if _has_tensor(step.output):
                 path = stack[-1][1] if stack else ""
-                steps.setdefault(path, []).append(ModuleCall(path, step.op, _shape_tree(step.output), step.line, step.text, step.name))
+                steps.setdefault(path, []).append(ModuleCall(path, step.op, shape_tree(step.output), step.line, step.text, step.name))
 
     h1 = nn.modules.module.register_module_forward_pre_hook(pre)
     h2 = nn.modules.module.register_module_forward_hook(post)
@@ -364,7 +356,50 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bo
     records.sort(key=lambda r: (order.get(r.path, math.inf), 0))
     if steps:  # each graph module's steps right after its own row
         records = [x for r in records for x in (r, *steps.pop(r.path, ()))]
-    return ForwardResult([shape_of(t) for t in inputs], _shape_tree(out), out, records)
+    return ForwardResult([shape_of(t) for t in inputs], shape_tree(out), out, records)
+
+
+def _forward_on_meta(built: Built, specs: list[InputSpec], train: bool) -> ForwardResult:
+    """Shapes only: through the cost engine, which runs a repeated block once and replays its
+    records (80 decoder layers cost one), without the imports meta kernels would pull in."""
+    from . import analysis
+
+    root = built.module
+    root.train(train)
+    class Steps:  # graph modules run step by step while someone listens; the engine records the steps
+        def on_step(self, step: tracing.Step) -> None:
+            pass
+
+    with analysis.without_heavy_imports(), tracing.listen(Steps()):
+        inputs = make_inputs(built, specs)
+        try:
+            costs = analysis.analyse(root, inputs, backward=False)
+        except analysis.ForwardFailed as exc:
+            f = exc.failure
+            raise (
+                forward_failure(built, [], "", None, exc.cause)
+                if f is None
+                else forward_failure(built, f.modules, f.path, f.input_shapes, exc.cause)
+            ) from exc.cause
+    mpaths, _ = object_paths(root)
+    records = [ModuleCall(c.path, c.type, c.output) for c in costs.calls if c.path != "?"]
+    steps: dict[str, list[ModuleCall]] = {}
+    for st in costs.steps:
+        out = shape_tree(st.output)
+        if _has_shape(out):
+            path = (mpaths.get(id(st.module)) or ["?"])[0]
+            steps.setdefault(path, []).append(ModuleCall(path, st.op, out, st.line, st.text, st.name))
+    order = {p: i for i, (p, _) in enumerate(all_named_modules(root))}
+    records.sort(key=lambda r: (order.get(r.path, math.inf), 0))
+    if steps:
+        records = [x for r in records for x in (r, *steps.pop(r.path, ()))]
+    return ForwardResult([shape_of(t) for t in inputs], shape_tree(costs.output), costs.output, records)
+
+
+def _has_shape(x: Any) -> bool:
+    if isinstance(x, list) and x and all(isinstance(d, int) for d in x):
+        return True
+    return isinstance(x, list) and any(_has_shape(i) for i in x)
 
 
 def _has_tensor(x: Any) -> bool:
@@ -398,22 +433,28 @@ def check_forward(built: Built) -> None:
 
 
 def _forward_failure(built: Built, stack: list[tuple[nn.Module, str, Any]], exc: Exception) -> NetinspectError:
-    msg = first_line(exc, limit=10_000)
     if not stack:
-        return RunFailure.at(None, f"forward failed: {type(exc).__name__}: {msg}")
+        return forward_failure(built, [], "", None, exc)
     m, path, args = stack[-1]
-    shapes = _shape_tree(args)
-    pos: Pos | None = None
-    step = type(m).failing_step(exc) if isinstance(m, GraphModule) else None
-    if step is not None:
-        pos = step
-    for mod, _, _ in reversed(stack):
+    return forward_failure(built, [mod for mod, _, _ in reversed(stack)], path, shape_tree(args), exc)
+
+
+def forward_failure(built: Built, modules: list[nn.Module], path: str, input_shapes: Any, exc: BaseException) -> NetinspectError:
+    """A forward that raised: where (the module's path; the file position of the step of a written
+    forward that raised, else of the nearest module declared in the file), on what input, and why.
+    ``modules``: the module that raised and its callers, innermost first."""
+    msg = first_line(exc, limit=10_000)
+    if not modules:
+        return RunFailure.at(None, f"forward failed: {type(exc).__name__}: {msg}")
+    m = modules[0]
+    pos: Pos | None = type(m).failing_step(exc) if isinstance(m, GraphModule) else None
+    for mod in modules:
         if pos is not None:
             break
         pos = built.origin.get(id(mod))
     where = f"'{path}'" if path else "the root module"
-    shown = _fmt_shapes(shapes)
     hint = "check the sizes of the layer and the one before it" if "shape" in msg or "size" in msg else None
+    shown = _fmt_shapes(input_shapes)
     return RunFailure.at(pos, f"forward failed in {where} ({type(m).__name__}) on input {shown}: {type(exc).__name__}: {msg}", hint)
 
 

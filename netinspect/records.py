@@ -86,3 +86,16 @@ class SharedGroup:
     numel: int
     cause: str
     modules: list[str]
+
+
+def shape_tree(x: Any) -> Any:
+    """Shapes as lists of ints, in the structure of ``x`` (tuples and lists as lists, dicts as dicts);
+    anything with a ``shape`` (a tensor, a recorded tensor's metadata) gives its shape, the rest None."""
+    if isinstance(x, (tuple, list)):
+        return [shape_tree(i) for i in x]
+    if isinstance(x, dict):
+        return {k: shape_tree(v) for k, v in x.items()}
+    shape = getattr(x, "shape", None)
+    if shape is not None and not isinstance(x, type):
+        return [int(d) for d in shape]
+    return None

@@ -186,7 +186,8 @@ def parse_dtype(dtype: str | None) -> str | None:
 
 
 def parse_inputs(flags: list[str] | None, spec: ModelSpec) -> list[InputSpec]:
-    """``--input 2,4`` (repeatable), or the file's ``input:``."""
+    """``--input 2,4`` (repeatable), or the file's ``input:``. Shapes given for each of the file's
+    inputs keep what else the file says of them (an int64 token input stays int64, with its ``high``)."""
     from .spec import InputSpec
 
     if not flags:
@@ -202,6 +203,8 @@ def parse_inputs(flags: list[str] | None, spec: ModelSpec) -> list[InputSpec]:
         if not shape or any(d < 0 for d in shape):
             raise UsageError.at(None, f"--input {f!r} is not a shape", "e.g. --input 2,4")
         out.append(InputSpec(shape, None, None, Pos("--input")))
+    if len(out) == len(spec.inputs):
+        out = [InputSpec(g.shape, d.dtype, d.high, g.pos) for g, d in zip(out, spec.inputs, strict=True)]
     return out
 
 

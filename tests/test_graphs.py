@@ -610,3 +610,14 @@ def test_module_valued_arguments_are_built_as_pytorch_builds_them(tmp_path: Path
     bad = write(tmp_path, "bad.yaml", "netinspect: 1\nmodel:\n  - Linear(open('/etc/passwd'), 8)\n")
     result = cli.run("validate", bad, code=3)
     assert "the call open('/etc/passwd') is not allowed as an argument: unknown module type 'open'" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["llama-tiny", "tinylm", "inception", "resnet18"])
+def test_forward_on_meta_reports_what_cpu_reports(cli: Cli, name: str) -> None:
+    """On meta the forward runs through the cost engine (a repeated block runs once, its records are
+    replayed): the modules and steps it reports, shapes included, are those of the real run on CPU."""
+    meta = cli.json("forward", name, "--device", "meta")
+    cpu = cli.json("forward", name)
+    assert meta["modules"] == cpu["modules"]
+    assert meta["steps"] == cpu["steps"]
+    assert meta["output_shape"] == cpu["output_shape"] and meta["output"] is None

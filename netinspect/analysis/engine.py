@@ -30,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from netinspect import tracing
+from netinspect.records import shape_tree
 
 from . import cache
 from .cache import Entry
@@ -131,16 +132,6 @@ class Result:
 def storage_key(t: torch.Tensor) -> int:
     """Identity of a tensor's storage (on meta ``data_ptr()`` is 0; the StorageImpl address is not)."""
     return int(t.untyped_storage()._cdata)
-
-
-def shape_tree(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return [int(d) for d in x.shape]
-    if isinstance(x, (tuple, list)):
-        return [shape_tree(i) for i in x]
-    if isinstance(x, dict):
-        return {k: shape_tree(v) for k, v in x.items()}
-    return None
 
 
 def tensor_bytes(x: Any) -> int:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from netinspect import session
-from netinspect.errors import NetinspectError, Pos, RunFailure, UsageError, did_you_mean, first_line
+from netinspect.errors import UsageError, did_you_mean
 
 from .app import (
     AllowOpt,
@@ -29,9 +27,7 @@ from .app import (
 )
 
 if TYPE_CHECKING:
-    from netinspect.analysis import ForwardFailed
-    from netinspect.build import Built
-    from netinspect.spec import InputSpec
+    pass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum", "none")  # = analysis.OPTIMIZERS (torch-free here)
 PRECISIONS = {"fp32": None, "bf16-mixed": "bfloat16", "fp16-mixed": "float16"}  # --precision → autocast dtype
@@ -87,7 +83,7 @@ def summary(
             )
         dtype = "float32"
     spec = load_spec(model, allow, as_json)
-    specs = _keep_kinds(session.parse_inputs(input_, spec), spec.inputs) if input_ else session.parse_inputs(input_, spec)
+    specs = session.parse_inputs(input_, spec)
     meta = device.strip().lower() == "meta"
     built = make(
         model, options(device, dtype, seed, allow, weights=weights, partial=partial, need="structure" if meta else "storage"), as_json, spec
@@ -109,7 +105,9 @@ def summary(
             inputs = queries.make_inputs(built, specs)
             costs = analysis.analyse(built.module, inputs, autocast=low)
     except analysis.ForwardFailed as exc:
-        raise _failure(built, exc) from exc.cause
+        f = exc.failure
+        failure = queries.forward_failure(built, f.modules, f.path, f.input_shapes, exc.cause) if f else None
+        raise failure or queries.forward_failure(built, [], "", None, exc.cause) from exc.cause
     estimate = analysis.estimate(
         built.module,
         activations=costs.saved_bytes,
@@ -146,30 +144,3 @@ def summary(
                 dtype_name(built.dtype),
             )
         )
-
-
-def _keep_kinds(given: list[InputSpec], declared: Sequence[InputSpec]) -> list[InputSpec]:
-    """``--input`` shapes for the file's inputs keep what else the file says of them (an int64
-    token input stays int64, with its ``high``)."""
-    if len(given) != len(declared):
-        return given
-    return [dataclasses.replace(g, dtype=d.dtype, high=d.high) for g, d in zip(given, declared, strict=True)]
-
-
-def _failure(built: Built, exc: ForwardFailed) -> NetinspectError:
-    """A forward that raised: where (the module's path and the file position of the nearest
-    module declared in the file), on what input, and why."""
-    msg = first_line(exc.cause, limit=10_000)
-    f = exc.failure
-    if f is None:
-        return RunFailure.at(None, f"forward failed: {type(exc.cause).__name__}: {msg}")
-    pos: Pos | None = None
-    for m in f.modules:
-        pos = built.origin.get(id(m))
-        if pos is not None:
-            break
-    where = f"'{f.path}'" if f.path else "the root module"
-    shapes = f.input_shapes[0] if isinstance(f.input_shapes, list) and len(f.input_shapes) == 1 else f.input_shapes
-    hint = "check the sizes of the layer and the one before it" if "shape" in msg or "size" in msg else None
-    kind = type(f.modules[0]).__name__
-    return RunFailure.at(pos, f"forward failed in {where} ({kind}) on input shape {shapes}: {type(exc.cause).__name__}: {msg}", hint)
