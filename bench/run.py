@@ -205,6 +205,13 @@ def cases(quick: bool) -> list[Case]:
             Target("≤ 1.0× + plain build and forward", 1.0, plus=("resnet50-plain-forward", "work_s")),
         ),
         Case("resnet50-plain-forward", sec, "plain torch: resnet50 built and run once", [*plain, "resnet50", "forward"]),
+        Case(
+            "llama-70b-summary",
+            sec,
+            "netinspect summary --device meta llama-70b --input 1,4096",
+            [*ni, "summary", "--device", "meta", "--input", "1,4096", "configs/llama-70b.yaml"],
+            one,
+        ),
     ]
     sec = "100-deep nesting"
     out += [
