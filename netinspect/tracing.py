@@ -2,7 +2,7 @@
 
 Module hooks see module calls but not ``out + identity`` or ``torch.cat`` written in a graph's
 ``forward``. A graph module, when someone listens, runs its forward step by step and reports
-each step here (its output, and where in the forward text it was written). ``queries.forward``
+each step here (its output, and where in the forward text it was written). ``forward_pass.forward``
 listens to show per-step shapes; the cost analysis listens to attribute and replay them.
 """
 

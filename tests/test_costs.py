@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from netinspect import queries, session, tracing
+from netinspect import forward_pass, session, tracing
 from netinspect.analysis import Costs, ForwardFailed, analyse
 from netinspect.session import BuildOptions
 
@@ -141,7 +141,7 @@ CPU_BYTES = 64 << 20
 def test_configs_match_flop_counter_and_saved_tensor_hooks(name: str) -> None:
     built = session.make(name, BuildOptions(device="meta", need="structure")).built
     built.module.train()
-    inputs = queries.make_inputs(built, list(built.spec.inputs))
+    inputs = forward_pass.make_inputs(built, list(built.spec.inputs))
     meta = analyse(built.module, inputs)
     check_against_references(built.module, inputs, meta, saved=False)  # FlopCounterMode on meta
     same_figures(meta, analyse(built.module, inputs, cache=False))
@@ -150,7 +150,7 @@ def test_configs_match_flop_counter_and_saved_tensor_hooks(name: str) -> None:
     built = session.make(name, BuildOptions(device="cpu", need="storage")).built
     built.module.train()
     torch.manual_seed(0)
-    inputs = queries.make_inputs(built, list(built.spec.inputs))
+    inputs = forward_pass.make_inputs(built, list(built.spec.inputs))
     cpu = analyse(built.module, inputs)
     check_against_references(built.module, inputs, cpu)
     fused = any("scaled_dot_product_attention" in getattr(type(m), "code", "") for m in built.module.modules())
@@ -629,7 +629,7 @@ def test_autocast_matches_what_autocast_saves(name: str, dtype: torch.dtype) -> 
         built = session.make(name, BuildOptions(device="cpu", need="storage")).built
         model = built.module.train()
         torch.manual_seed(0)
-        inputs = queries.make_inputs(built, list(built.spec.inputs))
+        inputs = forward_pass.make_inputs(built, list(built.spec.inputs))
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
         cpu = analyse(model, inputs, autocast=dtype)
         uncached = analyse(model, inputs, autocast=dtype, cache=False)

@@ -362,13 +362,13 @@ def test_summary_forward_failure_is_located(cli: Cli) -> None:
 
 PROBE = """
 import json, sys
-from netinspect import session, queries
+from netinspect import forward_pass, session
 from netinspect.session import BuildOptions
 from netinspect.analysis import analyse, without_heavy_imports
 built = session.make(sys.argv[1], BuildOptions(device="meta", need="structure")).built
 built.module.train()
 with without_heavy_imports():
-    inputs = queries.make_inputs(built, list(built.spec.inputs))
+    inputs = forward_pass.make_inputs(built, list(built.spec.inputs))
     costs = analyse(built.module, inputs)
     import sympy.core.numbers  # a submodule of a stand-in: the real package, imported once
     real = sys.modules["sympy"]

@@ -492,15 +492,15 @@ class _ReplayFn(torch.autograd.Function):
 
 
 def replay(run: Run, entry: Entry, m: nn.Module, path: str, parent: Call | None, tensors: list[torch.Tensor]) -> Any:
-    from .engine import Call, _next_seq
+    from .engine import Call, next_seq
 
     first = entry.first
     top = Call(path, first.type, parent, first.output, first.output_bytes, first.flops, source=first, top=True)
     state = Replay(entry)
     entry.replays.append(state)
-    top.start = _next_seq()
+    top.start = next_seq()
     got = _ReplayFn.apply(state, run.dummy, *tensors)  # type: ignore[no-untyped-call]
-    top.end = _next_seq()
+    top.end = next_seq()
     outs: tuple[torch.Tensor, ...] = (got,) if isinstance(got, torch.Tensor) else tuple(got)
     prefix = path + "." if path else ""
     for rel, src in entry.calls:

@@ -57,7 +57,7 @@ _PASS = {
 }
 
 
-def _next_seq() -> int:
+def next_seq() -> int:
     """The sequence number the next autograd node created on this thread will get."""
     return int(torch._C._autograd._get_sequence_nr())
 
@@ -295,7 +295,7 @@ class Run:
         if key is not None:
             self.recording += 1
         self.stack.append(call)
-        call.start = _next_seq()
+        call.start = next_seq()
         try:
             out = forward(*args, **kwargs)
         except Exception:
@@ -305,7 +305,7 @@ class Run:
                 )
             raise
         finally:
-            call.end = _next_seq()
+            call.end = next_seq()
             self.stack.pop()
             if key is not None:
                 self.recording -= 1

@@ -399,9 +399,9 @@ def forward(
     spec = load_spec(model, allow, as_json)
     inputs = session.parse_inputs(input_, spec)
     built = make(model, options(device, dtype, seed, allow, weights=weights, partial=partial), as_json, spec)
-    from netinspect import queries, render
+    from netinspect import forward_pass, render
 
-    result = queries.forward(built, inputs, train=not eval_)
+    result = forward_pass.forward(built, inputs, train=not eval_)
     if as_json:
         render.emit_json(render.forward_json(built, result, all_values=show_values))
     else:
@@ -429,10 +429,10 @@ def validate(
             else:
                 built = make(model, options("meta", None, None, allow), as_json)
             if built is not None and built.spec.inputs:
-                from netinspect import queries
+                from netinspect import forward_pass
 
                 try:
-                    queries.check_forward(built)
+                    forward_pass.check_forward(built)
                 except NetinspectError as exc:
                     problems.extend(exc.problems)
         except SpecError as exc:

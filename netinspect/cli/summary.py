@@ -90,24 +90,24 @@ def summary(
     )
     import torch
 
-    from netinspect import analysis, queries, render, render_costs
+    from netinspect import analysis, forward_pass, render, render_costs
     from netinspect.layers import dtype_name
 
     if not meta:
         from netinspect.devices import check_fits
 
-        check_fits(queries.input_bytes(built, specs), built.device, what="the input")
+        check_fits(forward_pass.input_bytes(built, specs), built.device, what="the input")
     autocast_to = PRECISIONS[precision] if precision is not None else None
     low = getattr(torch, autocast_to) if autocast_to else None
     built.module.train()
     try:
         with analysis.without_heavy_imports():
-            inputs = queries.make_inputs(built, specs)
+            inputs = forward_pass.make_inputs(built, specs)
             costs = analysis.analyse(built.module, inputs, autocast=low)
     except analysis.ForwardFailed as exc:
         f = exc.failure
-        failure = queries.forward_failure(built, f.modules, f.path, f.input_shapes, exc.cause) if f else None
-        raise failure or queries.forward_failure(built, [], "", None, exc.cause) from exc.cause
+        failure = forward_pass.forward_failure(built, f.modules, f.path, f.input_shapes, exc.cause) if f else None
+        raise failure or forward_pass.forward_failure(built, [], "", None, exc.cause) from exc.cause
     estimate = analysis.estimate(
         built.module,
         activations=costs.saved_bytes,
