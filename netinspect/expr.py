@@ -43,10 +43,8 @@ COMPARISONS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.GtE: lambda a, b: bool(a >= b),
 }
 
-_REFUSED: dict[type[ast.AST], str] = {
-    ast.Attribute: "attribute access",
-    ast.Call: "a call",
-    ast.Subscript: "a subscript",
+#: Python constructs no model-file expression, nor a written forward, may use
+REFUSED_CONSTRUCTS: dict[type[ast.AST], str] = {
     ast.Lambda: "a lambda",
     ast.ListComp: "a comprehension",
     ast.SetComp: "a comprehension",
@@ -54,12 +52,19 @@ _REFUSED: dict[type[ast.AST], str] = {
     ast.GeneratorExp: "a comprehension",
     ast.Dict: "a dict literal",
     ast.Set: "a set literal",
-    ast.Starred: "a starred argument",
+    ast.Starred: "a starred expression",
     ast.JoinedStr: "an f-string",
+    ast.FormattedValue: "an f-string",
     ast.NamedExpr: "an assignment expression",
     ast.Await: "await",
     ast.Yield: "yield",
     ast.YieldFrom: "yield",
+}
+_REFUSED: dict[type[ast.AST], str] = {
+    ast.Attribute: "attribute access",
+    ast.Call: "a call",
+    ast.Subscript: "a subscript",
+    **REFUSED_CONSTRUCTS,
 }
 
 

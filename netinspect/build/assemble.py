@@ -218,16 +218,20 @@ class Assembler:
         m = nn.Sequential()
         ok = True
         for (name, child), cpos in zip(decl.items, decl.child_pos or [decl.pos] * len(decl.items), strict=False):
-            sub = self.make(child, f"{path}.{name}" if path else name)
-            if sub is None:
-                ok = False
-                continue
-            try:
-                m.add_module(name, sub)
-            except (KeyError, TypeError) as exc:
-                self.problems.add(cpos, f"bad child name '{name}': {exc_text(exc)}", "pick another name")
-                ok = False
+            ok = self._child(m, name, child, path, cpos) and ok
         return m if ok else None
+
+    def _child(self, m: nn.Module, name: str, decl: Decl, path: str, pos: Pos) -> bool:
+        """Make the child ``decl`` and register it as ``name`` of ``m`` (False after a problem)."""
+        sub = self.make(decl, f"{path}.{name}" if path else name)
+        if sub is None:
+            return False
+        try:
+            m.add_module(name, sub)
+        except (KeyError, TypeError) as exc:
+            self.problems.add(pos, f"bad child name '{name}': {exc_text(exc)}", "pick another name")
+            return False
+        return True
 
     def _graph(self, decl: Graph, path: str) -> nn.Module | None:
         cls = self._graph_class(decl)
@@ -238,16 +242,8 @@ class Assembler:
         for (name, entry), epos in zip(decl.entries, decl.entry_pos, strict=True):
             if isinstance(entry, TensorEntry):
                 self._tensor(m, name, entry, epos)
-                continue
-            sub = self.make(entry, f"{path}.{name}" if path else name)
-            if sub is None:
-                ok = False
-                continue
-            try:
-                m.add_module(name, sub)
-            except (KeyError, TypeError) as exc:
-                self.problems.add(epos, f"bad child name '{name}': {exc_text(exc)}", "pick another name")
-                ok = False
+            else:
+                ok = self._child(m, name, entry, path, epos) and ok
         if ok and id(decl) not in self.checked_calls:
             self.checked_calls.add(id(decl))
             self._check_calls(decl, m)

@@ -6,7 +6,7 @@ from typing import Any
 
 from netinspect.units import human_bytes
 
-from .model import label_tail, tree_json, tree_lines
+from .model import label_tail, param_row_json, totals_json, tree_json, tree_lines
 from .text import Line, fnum, joined_paths, n, other_paths, shape, table
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -37,29 +37,8 @@ def ckpt_params_json(src: Any, rows: list[Any], totals: Any) -> dict[str, Any]:
         "model": src.name,
         "format": src.format,
         "device": None,
-        "parameters": [
-            {
-                "name": r.name,
-                "shape": r.shape,
-                "dtype": r.dtype,
-                "device": r.device,
-                "requires_grad": r.requires_grad,
-                "numel": r.numel,
-                "grad": r.grad,
-                "shared_with": r.shared_with,
-            }
-            for r in rows
-        ],
-        "totals": {
-            "unique": totals.unique,
-            "by_path": totals.by_path,
-            "trainable": totals.trainable,
-            "frozen": totals.frozen,
-            "bytes": totals.bytes,
-            "buffers": totals.buffers,
-            "buffer_bytes": totals.buffer_bytes,
-            "tensors": totals.tensors,
-        },
+        "parameters": [param_row_json(r) for r in rows],
+        "totals": {**totals_json(totals), "tensors": totals.tensors},
     }
 
 

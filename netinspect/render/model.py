@@ -113,28 +113,34 @@ def params_json(built: Any, rows: list[Any], totals: Any) -> dict[str, Any]:
     return {
         "model": built.spec.name,
         "device": str(built.device),
-        "parameters": [
-            {
-                "name": r.name,
-                "shape": r.shape,
-                "dtype": r.dtype,
-                "device": r.device,
-                "requires_grad": r.requires_grad,
-                "numel": r.numel,
-                "grad": r.grad,
-                "shared_with": r.shared_with,
-            }
-            for r in rows
-        ],
-        "totals": {
-            "unique": totals.unique,
-            "by_path": totals.by_path,
-            "trainable": totals.trainable,
-            "frozen": totals.frozen,
-            "bytes": totals.bytes,
-            "buffers": totals.buffers,
-            "buffer_bytes": totals.buffer_bytes,
-        },
+        "parameters": [param_row_json(r) for r in rows],
+        "totals": totals_json(totals),
+    }
+
+
+def param_row_json(r: Any) -> dict[str, Any]:
+    """SPEC §3's parameter row (a checkpoint gives None where the file does not say)."""
+    return {
+        "name": r.name,
+        "shape": r.shape,
+        "dtype": r.dtype,
+        "device": r.device,
+        "requires_grad": r.requires_grad,
+        "numel": r.numel,
+        "grad": r.grad,
+        "shared_with": r.shared_with,
+    }
+
+
+def totals_json(totals: Any) -> dict[str, Any]:
+    return {
+        "unique": totals.unique,
+        "by_path": totals.by_path,
+        "trainable": totals.trainable,
+        "frozen": totals.frozen,
+        "bytes": totals.bytes,
+        "buffers": totals.buffers,
+        "buffer_bytes": totals.buffer_bytes,
     }
 
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from netinspect.expr import COMPARISONS
+from netinspect.expr import COMPARISONS, REFUSED_CONSTRUCTS
 
 from .program import ChildInfo, DType, StepRef
 
@@ -48,22 +48,7 @@ REFUSED_STATEMENTS: dict[type[ast.AST], str] = {
     ast.Continue: "'continue'",
     ast.AnnAssign: "an annotated assignment",
 }
-REFUSED_EXPRESSIONS: dict[type[ast.AST], str] = {
-    ast.Lambda: "a lambda",
-    ast.ListComp: "a comprehension",
-    ast.SetComp: "a comprehension",
-    ast.DictComp: "a comprehension",
-    ast.GeneratorExp: "a comprehension",
-    ast.Dict: "a dict literal",
-    ast.Set: "a set literal",
-    ast.JoinedStr: "an f-string",
-    ast.FormattedValue: "an f-string",
-    ast.NamedExpr: "an assignment expression",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
-    ast.Starred: "a starred expression",
-}
+REFUSED_EXPRESSIONS = REFUSED_CONSTRUCTS  # what expressions refuse, but for attributes, calls and subscripts
 OPERATOR_NAMES = {
     ast.Add: "+",
     ast.Sub: "-",
