@@ -35,7 +35,7 @@ WRAPPED = (
     ("netinspect.queries", "tree", "query_tree_s"),
     ("netinspect.queries", "params", "query_params_s"),
     ("netinspect.queries", "shared", "query_shared_s"),
-    ("netinspect.queries", "forward", "forward_s"),
+    ("netinspect.forward_pass", "forward", "forward_s"),
     ("netinspect.render", "tree_lines", "render_s"),
     ("netinspect.render", "emit", "emit_s"),
     ("netinspect.render", "emit_json", "emit_s"),
