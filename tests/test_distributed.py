@@ -411,6 +411,15 @@ def test_fsdp_units_are_the_blocks_of_repeated_stacks(model: str, units: list[st
     assert sorted(names[id(m)] for m in fsdp_units(root)) == sorted(units)
 
 
+def test_a_lazy_model_is_refused_for_sharding() -> None:
+    """A lazy model's shapes and values come from a first forward of the whole model: no rank can replay it."""
+    from netinspect.distributed.meta import meta_build
+    from netinspect.errors import UsageError
+
+    with pytest.raises(UsageError, match="lazy modules"):
+        meta_build(session.load_spec("d2l-lazy"), torch.device("cpu"))
+
+
 def test_streamed_safetensors_files_read_back_with_the_reference(tmp_path: Path) -> None:
     from netinspect.distributed.save import Entry, StreamWriter, plan_files
 
