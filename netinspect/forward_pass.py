@@ -120,6 +120,7 @@ def _forward_on_meta(built: Built, specs: list[InputSpec], train: bool) -> Forwa
 
     root = built.module
     root.train(train)
+
     class Steps:  # graph modules run step by step while someone listens; the engine records the steps
         def on_step(self, step: tracing.Step) -> None:
             pass

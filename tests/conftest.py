@@ -74,7 +74,7 @@ def one_json_document(text: str) -> Any:
     stripped = text.strip()
     assert stripped, "stdout is empty; expected one JSON document"
     doc, end = decoder.raw_decode(stripped)
-    assert end == len(stripped), f"more than one JSON document on stdout: {stripped[end:end + 200]!r}"
+    assert end == len(stripped), f"more than one JSON document on stdout: {stripped[end : end + 200]!r}"
     return doc
 
 

@@ -136,9 +136,7 @@ def alexnet(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
         nn.ReLU(inplace=True),
         nn.Linear(4096, num_classes),
     )
-    return nn.Sequential(
-        OrderedDict(features=features, avgpool=avgpool, flatten=nn.Flatten(), classifier=classifier)
-    )
+    return nn.Sequential(OrderedDict(features=features, avgpool=avgpool, flatten=nn.Flatten(), classifier=classifier))
 
 
 def vgg11(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
@@ -164,9 +162,7 @@ def vgg11(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
         nn.Dropout(p=dropout),
         nn.Linear(4096, num_classes),
     )
-    return nn.Sequential(
-        OrderedDict(features=features, avgpool=avgpool, flatten=nn.Flatten(), classifier=classifier)
-    )
+    return nn.Sequential(OrderedDict(features=features, avgpool=avgpool, flatten=nn.Flatten(), classifier=classifier))
 
 
 # --------------------------------------------------------------------------- small models

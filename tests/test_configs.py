@@ -145,6 +145,7 @@ def test_named_parameters_and_modules(name: str) -> None:
 def test_tie_groups_are_identical(name: str) -> None:
     mine, ref = structure_pair(name)
     assert tie_groups(mine) == tie_groups(ref)
+
     # module reuse too: the same module object at several paths
     def module_groups(m: nn.Module) -> list[list[str]]:
         groups: dict[int, list[str]] = {}

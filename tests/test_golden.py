@@ -127,4 +127,3 @@ def test_golden_through_a_real_process(tmp_path: Path) -> None:
 def test_no_golden_file_is_orphaned() -> None:
     files = {p.stem for p in GOLDEN.glob("*.txt")}
     assert files <= set(CASES), f"golden files without a test: {sorted(files - set(CASES))}"
-

@@ -190,7 +190,7 @@ GENERATED: dict[str, tuple[bytes, dict[str, Expect]]] = {
     ),
     "valid_deep_150": (_deep_flow(150), {c: Expect(0) for c in DEFAULT_COMMANDS}),
     "valid_unicode_name": (
-        (HEAD + "name: \u00e9t\u00e9-\u6a21\u578b\ndoc: \"\U0001f600\"\nmodel: [ReLU]\n").encode(),
+        (HEAD + 'name: \u00e9t\u00e9-\u6a21\u578b\ndoc: "\U0001f600"\nmodel: [ReLU]\n').encode(),
         {c: Expect(0) for c in DEFAULT_COMMANDS},
     ),
 }
@@ -444,17 +444,16 @@ def _payloads(marker: Path) -> dict[str, str]:
     py = f"__import__('os').system('{sh}')"
     return {
         "tag_apply": f'{HEAD}name: !!python/object/apply:os.system ["{sh}"]\nmodel: [ReLU]\n',
-        "tag_apply_model": f"{HEAD}model:\n  - !!python/object/apply:os.system [\"{sh}\"]\n",
+        "tag_apply_model": f'{HEAD}model:\n  - !!python/object/apply:os.system ["{sh}"]\n',
         "tag_new": f'{HEAD}vars: !!python/object/new:os.system ["{sh}"]\nmodel: [ReLU]\n',
         "tag_subprocess": f"{HEAD}model: !!python/object/apply:subprocess.call [[touch, {marker}]]\n",
-        "tag_key": f"{HEAD}!!python/object/apply:os.system [\"{sh}\"]: 1\nmodel: [ReLU]\n",
+        "tag_key": f'{HEAD}!!python/object/apply:os.system ["{sh}"]: 1\nmodel: [ReLU]\n',
         "expr_arg": f'{HEAD}model:\n  - "Linear({py}, 8)"\n',
         "expr_node": f'{HEAD}model:\n  - "{py}"\n',
         "expr_var": f'{HEAD}vars: {{h: "${{{py}}}"}}\nmodel: [ReLU]\n',
         "expr_repeat": f'{HEAD}model:\n  - type: ReLU\n    repeat: "${{{py}}}"\n',
         "expr_with": (
-            f'{HEAD}blocks:\n  b:\n    params: {{d: 4}}\n    body: ["Linear(d, d)"]\n'
-            f'model:\n  - use: b\n    with: {{d: "${{{py}}}"}}\n'
+            f'{HEAD}blocks:\n  b:\n    params: {{d: 4}}\n    body: ["Linear(d, d)"]\nmodel:\n  - use: b\n    with: {{d: "${{{py}}}"}}\n'
         ),
         "expr_scheme": f'{HEAD}model: ["Linear(4, 8)"]\ninit:\n  - weight: "normal(std={py})"\n',
         "expr_lambda": f'{HEAD}model:\n  - "Linear((lambda: {py})(), 8)"\n',
@@ -465,7 +464,7 @@ def _payloads(marker: Path) -> dict[str, str]:
         "dotted_type": f"{HEAD}model:\n  - type: os.system\n    args: ['{sh}']\n",
         "dotted_builtins": f'{HEAD}model:\n  - "builtins.exec({sh!r})"\n',
         "dotted_importlib": f"{HEAD}model:\n  - \"importlib.import_module('os').system('{sh}')\"\n",
-        "dotted_init_types": f"{HEAD}model: [\"Linear(4, 8)\"]\ninit:\n  - types: [os.system]\n    weight: zeros\n",
+        "dotted_init_types": f'{HEAD}model: ["Linear(4, 8)"]\ninit:\n  - types: [os.system]\n    weight: zeros\n',
     }
 
 

@@ -112,7 +112,6 @@ def test_weights_mismatches_named(tmp_path: Path) -> None:
     assert out.strip() == str(sd["0.weight"])
 
 
-
 def test_partial_warnings_follow_the_output_format(tmp_path: Path) -> None:
     """With --json, --partial's warnings are JSON lines on stderr like the errors (never plain text),
     and stdout holds the one document; without it they are 'FILE: warning: ...' lines."""
@@ -134,6 +133,7 @@ def test_partial_warnings_follow_the_output_format(tmp_path: Path) -> None:
         f"{path}: warning: missing key '0.bias' (shape [8]); hint: the file lacks it; --partial loads the rest",
         f"{path}: warning: unexpected key 'extra.weight'; hint: did you mean '2.weight' or '0.weight'?",
     ]
+
 
 @pytest.mark.parametrize("content", [b"", b"garbage garbage", b"PK\x03\x04truncated zip", b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1'])
 def test_corrupt_weights_one_line(tmp_path: Path, content: bytes) -> None:
