@@ -418,3 +418,15 @@ def test_summary_help_never_imports_torch() -> None:
     )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert r.stdout.strip().splitlines()[-1] == "NO-TORCH"
+
+
+# torchvision's published cost of each model (``Weights.meta["_ops"]`` in torchvision/models/resnet.py
+# and vision_transformer.py: giga multiply-adds at 224x224, three decimals); a multiply-add is 2 FLOPs
+TORCHVISION_GMACS = {"resnet18": 1.814, "resnet50": 4.089, "vit-b-16": 17.564}
+
+
+@pytest.mark.parametrize(("name", "gmacs"), list(TORCHVISION_GMACS.items()))
+def test_forward_flops_are_torchvisions_published_ops(cli: Cli, name: str, gmacs: float) -> None:
+    doc = cli.json("summary", name, "--device", "meta", "--depth", "0")
+    assert doc["input_shape"] == [1, 3, 224, 224]
+    assert round(doc["totals"]["flops_forward"] / 2e9, 3) == gmacs
