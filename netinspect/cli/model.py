@@ -105,16 +105,16 @@ def params(
         session.check_shared_with({id(r.paths): r.paths for r in rows}.values(), "Parameter", "rows")
         doc = render.params_json(built, rows, totals)
         if shard is not None:
-            from netinspect import render_costs
             from netinspect.analysis.memory import shard_params
+            from netinspect.render import costs as render_costs
 
             doc["shard"] = render_costs.shard_json(shard, shard_params(target, shard))
         render.emit_json(doc)
     else:
         lines = render.params_lines(built, rows, totals, module)
         if shard is not None:
-            from netinspect import render_costs
             from netinspect.analysis.memory import shard_params
+            from netinspect.render import costs as render_costs
 
             lines += render_costs.shard_lines(shard, shard_params(target, shard))
         render.emit(lines)

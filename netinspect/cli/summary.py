@@ -90,8 +90,9 @@ def summary(
     )
     import torch
 
-    from netinspect import analysis, forward_pass, render, render_costs
+    from netinspect import analysis, forward_pass, render
     from netinspect.layers import dtype_name
+    from netinspect.render import costs as render_costs
 
     if not meta:
         from netinspect.devices import check_fits

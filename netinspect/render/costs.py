@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .render import Line, n, shape, table
-from .units import human_bytes
+from netinspect.units import human_bytes
+
+from .text import Line, n, shape, table
 
 _PRECISION_TEXT = {
     "fp32": "fp32",
