@@ -24,7 +24,7 @@ MAX_SOURCE = 2_000
 MAX_NODES = 500
 MAX_SEQ = 10_000
 
-_BINOPS: dict[type[ast.operator], str] = {
+BINOPS: dict[type[ast.operator], str] = {
     ast.Add: "+",
     ast.Sub: "-",
     ast.Mult: "*",
@@ -151,7 +151,7 @@ def _check(node: ast.expr) -> None:
             )
         if isinstance(sub, ast.Constant) and not isinstance(sub.value, (int, float, str, bool, type(None))):
             raise ExprError(f"literal {sub.value!r} is not allowed", sub.col_offset)
-        if isinstance(sub, ast.BinOp) and type(sub.op) not in _BINOPS:
+        if isinstance(sub, ast.BinOp) and type(sub.op) not in BINOPS:
             raise ExprError("operator not allowed", sub.col_offset, "allowed: + - * / // % **")
         if isinstance(sub, ast.UnaryOp) and not isinstance(sub.op, (ast.USub, ast.UAdd, ast.Not)):
             raise ExprError("operator not allowed", sub.col_offset, "allowed: unary - and +, not")
@@ -166,18 +166,19 @@ def parse_expr(source: str) -> Expr:
     return Expr(source.strip(), node)
 
 
-def _dotted(node: ast.expr) -> str | None:
+def dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` of a name or an attribute chain; None for anything else."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
+        head = dotted(node.value)
         return None if head is None else f"{head}.{node.attr}"
     return None
 
 
 def _call_from_node(node: ast.expr, source: str) -> CallExpr:
     if isinstance(node, ast.Call):
-        name = _dotted(node.func)
+        name = dotted(node.func)
         if name is None:
             raise ExprError(f"the call {_clip(_segment(source, node))!r} is not allowed: only NAME(...) or pkg.NAME(...)", node.col_offset)
         for arg in node.args:
@@ -189,7 +190,7 @@ def _call_from_node(node: ast.expr, source: str) -> CallExpr:
         args = tuple(_argument(a, source) for a in node.args)
         kwargs = tuple((kw.arg, _argument(kw.value, source)) for kw in node.keywords if kw.arg)
         return CallExpr(name, args, kwargs, source.strip(), node.func.col_offset)
-    name = _dotted(node)
+    name = dotted(node)
     if name is None:
         raise ExprError(
             f"{source.strip()!r} is not a name or a call",
@@ -271,7 +272,7 @@ def _pow(left: Any, right: Any, offset: int) -> Any:
 
 
 def _binop(op: ast.operator, left: Any, right: Any, offset: int) -> Any:
-    symbol = _BINOPS[type(op)]
+    symbol = BINOPS[type(op)]
     if symbol == "**":
         return _pow(left, right, offset)
     if symbol == "*" and isinstance(left, (str, list, tuple)) != isinstance(right, (str, list, tuple)):
@@ -298,12 +299,9 @@ def _binop(op: ast.operator, left: Any, right: Any, offset: int) -> Any:
         raise ExprError(f"unsupported operand types for {symbol}: {type(left).__name__} and {type(right).__name__}", offset) from None
 
 
-_SYMBOLS = {symbol: op for op, symbol in _BINOPS.items()}
-
-
-def apply_binop(symbol: str, left: Any, right: Any, offset: int = 0) -> Any:
-    """``left SYMBOL right`` for constants, bounded as expressions are (ExprError otherwise)."""
-    return _bound(_binop(_SYMBOLS[symbol](), left, right, offset), offset)
+def apply_binop(op: ast.operator, left: Any, right: Any, offset: int = 0) -> Any:
+    """``left OP right`` for constants (an operator of ``BINOPS``), bounded as expressions are (ExprError otherwise)."""
+    return _bound(_binop(op, left, right, offset), offset)
 
 
 def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:

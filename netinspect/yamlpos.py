@@ -188,6 +188,7 @@ def _compose(text: str, filename: str) -> YNode:
     root: YNode | None = None
     root_size = 0
     documents = 0
+    file_lines: list[str] | None = None  # split once, when the first block scalar needs it
     total = 0
 
     def attach(node: YNode, size: int, anchor: str | None, start: Any) -> None:
@@ -243,7 +244,9 @@ def _compose(text: str, filename: str) -> YNode:
             else:
                 scalar = _scalar(event, filename)
                 if event.style in ("|", ">") and isinstance(scalar.value, str) and event.start_mark is not None:
-                    scalar.block = _block_origin(text, event.start_mark.line, scalar.value)
+                    if file_lines is None:
+                        file_lines = text.splitlines()
+                    scalar.block = _block_origin(file_lines, event.start_mark.line, scalar.value)
                 attach(scalar, 1, event.anchor, event.start_mark)
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             pos = _pos(filename, event.start_mark)
@@ -279,10 +282,9 @@ def _compose(text: str, filename: str) -> YNode:
     return root
 
 
-def _block_origin(text: str, header: int, value: str) -> tuple[int, int]:
+def _block_origin(file_lines: list[str], header: int, value: str) -> tuple[int, int]:
     """(file line of the value's first line, content indent) of a block scalar whose ``|``/``>``
-    header is on 0-based line ``header``: the indent is read off the first non-blank line."""
-    file_lines = text.splitlines()
+    header is on 0-based line ``header`` of ``file_lines``: the indent is read off the first non-blank line."""
     for k, vline in enumerate(value.split("\n")):
         if vline.strip() and header + 1 + k < len(file_lines):
             fline = file_lines[header + 1 + k]

@@ -18,20 +18,18 @@ from typing import Any, Union
 
 from netinspect import ops
 from netinspect.errors import did_you_mean
-from netinspect.expr import MAX_INT, ExprError, apply_binop
+from netinspect.expr import MAX_INT, REFUSED_CONSTRUCTS, ExprError, apply_binop, dotted
 
 from .language import (
     F_NAMESPACE,
     HINT_LANGUAGE,
     OPERATOR_NAMES,
-    REFUSED_EXPRESSIONS,
     REFUSED_STATEMENTS,
     TORCH,
     Child,
     Namespace,
     compare,
     describe,
-    dotted,
     has_ref,
     is_constant,
 )
@@ -53,7 +51,6 @@ class _Compiler:
     entries: frozenset[str]
     constants: Mapping[str, Any]
     granted: Mapping[str, str]
-    lines: tuple[str, ...]
     steps: list[Step] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
@@ -143,7 +140,7 @@ class _Compiler:
             what = next((w for k, w in REFUSED_STATEMENTS.items() if isinstance(stmt, k)), type(stmt).__name__)
             raise self.error(stmt, f"{what} is not allowed in forward", HINT_LANGUAGE)
 
-    def bind(self, target: ast.expr, value: Any, node: ast.AST) -> None:
+    def bind(self, target: ast.expr, value: Any) -> None:
         if not isinstance(target, ast.Name):
             where = ForwardError("only names can be assigned to", target.lineno, target.col_offset, "write NAME = EXPR or A, B = EXPR")
             raise where
@@ -172,12 +169,12 @@ class _Compiler:
             else:
                 raise self.error(value_node, f"cannot unpack {describe(value)} into {len(target.elts)} names")
             for elt, part in zip(target.elts, parts, strict=True):
-                self.bind(elt, part, elt)
+                self.bind(elt, part)
             return
         value = self.expr(value_node)
         if isinstance(target, ast.Name):
             value = self.rename_last(value, target.id)
-        self.bind(target, value, target)
+        self.bind(target, value)
 
     def loop(self, stmt: ast.For) -> None:
         if stmt.orelse:
@@ -194,7 +191,7 @@ class _Compiler:
         self.loops.append(stmt)
         for name, info in over.info.items:
             if info.exists:
-                self.bind(stmt.target, Child(f"{over.path}.{name}", info), stmt.target)
+                self.bind(stmt.target, Child(f"{over.path}.{name}", info))
                 for inner in stmt.body:
                     self.statement(inner)
         self.loops.pop()
@@ -236,7 +233,8 @@ class _Compiler:
             self.depth -= 1
 
     def expr_at(self, node: ast.expr) -> Any:
-        refused = next((w for k, w in REFUSED_EXPRESSIONS.items() if isinstance(node, k)), None)
+        # what expressions refuse; attributes, calls and subscripts are checked below against the allow-list
+        refused = next((w for k, w in REFUSED_CONSTRUCTS.items() if isinstance(node, k)), None)
         if refused is not None:
             raise self.error(node, f"{refused} is not allowed in forward", HINT_LANGUAGE)
         if isinstance(node, ast.Constant):
@@ -288,7 +286,7 @@ class _Compiler:
         left, right = self.expr(node.left), self.expr(node.right)
         if is_constant(left) and is_constant(right) and symbol != "@":
             try:
-                return apply_binop(symbol, left, right, node.col_offset)
+                return apply_binop(node.op, left, right, node.col_offset)
             except ExprError as exc:
                 raise self.error(node, exc.message, exc.hint) from None
         for side in (left, right):
@@ -306,7 +304,7 @@ class _Compiler:
             return -value if isinstance(node.op, ast.USub) else +value
         if not isinstance(value, StepRef):
             raise self.error(node, f"unary minus on {describe(value)}")
-        name = "neg" if isinstance(node.op, ast.USub) else "pos"
+        name = ops.UNARY_OPERATORS["-" if isinstance(node.op, ast.USub) else "+"]
         return self.add("call_function", f"operator.{name}", (value,), (), node, name)
 
     def condition(self, node: ast.expr) -> Any:
@@ -471,7 +469,7 @@ def compile_forward(
         if name in children or name in entries:
             raise ForwardError(f"the input '{name}' has the name of a child or entry", 1, 0, "rename one of them")
     lines = tuple(text.splitlines())
-    compiler = _Compiler(inputs, children, entries, constants, granted or {}, lines)
+    compiler = _Compiler(inputs, children, entries, constants, granted or {})
     try:
         output = compiler.run(tree.body)
     except RecursionError:

@@ -10,14 +10,14 @@ from typing import Any
 from netinspect import yamlpos
 from netinspect.errors import Pos
 from netinspect.expr import ExprError, parse_expr
-from netinspect.schemes import SchemeError, SchemeStep, compile_scheme
+from netinspect.schemes import SchemeStep
 from netinspect.yamlpos import YMap, YNode, YScalar, YSeq
 
 from .context import Ctx
 from .forward import ChildInfo, ForwardError, compile_forward
 from .ir import Decl, Graph, Seq, TensorEntry
-from .nodes import check_child_name, child_condition, named_child_ok, node
-from .recover import map_split
+from .nodes import named_children, node
+from .rules import scheme_steps
 from .values import IDENT, check_keys, describe, value
 
 GRAPH_KEYS = ("forward", "inputs", "class")
@@ -53,23 +53,16 @@ def graph_node(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, .
     entry_pos: list[Pos] = []
     absent: list[str] = []
     infos: dict[str, ChildInfo] = {}
-    split, _ = map_split(ctx, mnode)
-    ok = ok and not split
-    for key, item in mnode.entries.items():
-        if key in split:
-            continue
-        kpos = mnode.key_pos[key]
-        if not check_child_name(ctx, key, kpos):
-            ok = False
-            continue
-        if not IDENT.match(key):
-            ctx.problems.add(kpos, f"'{key}' is not an identifier: forward refers to it by name", "name it like a Python attribute")
-            ok = False
-            continue
-        if not named_child_ok(ctx, key, item):
-            ok = False
-            continue
-        present = child_condition(ctx, item, local)
+
+    def identifier(key: str, kpos: Pos) -> bool:
+        if IDENT.match(key):
+            return True
+        ctx.problems.add(kpos, f"'{key}' is not an identifier: forward refers to it by name", "name it like a Python attribute")
+        return False
+
+    named_ok, named = named_children(ctx, mnode, local, identifier)
+    ok = ok and named_ok
+    for key, kpos, item, present in named:
         if not present:
             ok = ok and present is not None
             absent.append(key)
@@ -98,7 +91,7 @@ def graph_node(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, .
             fnode.value, inputs=inputs, children=infos, entries=tensors, constants=ctx.scope(local), granted=ctx.granted
         )
     except ForwardError as exc:
-        ctx.problems.add(fnode.text_pos(exc.line, exc.col), exc.message, exc.hint)
+        ctx.problems.add(fnode.text_pos(exc.line, exc.offset), exc.message, exc.hint)
         ctx.forward_problems = True
         return None
     step_pos = tuple(fnode.text_pos(s.line, s.col) if s.line else yn.pos for s in program.steps)
@@ -156,7 +149,8 @@ def _tensor_entry(ctx: Ctx, item: YMap, local: Mapping[str, Any]) -> TensorEntry
     shape = _shape(ctx, item.entries[kind], local)
     steps: tuple[SchemeStep, ...] | None = (SchemeStep("zeros"),)
     if "init" in item.entries:
-        steps = _scheme(ctx, item.entries["init"])
+        message = "'init:' of a tensor entry is a SCHEME: a call string or a list of them"
+        steps = scheme_steps(ctx.problems, item.entries["init"], message, "init: normal(std=0.02)")
     flags = {}
     for key in ("frozen", "persistent"):
         if key in item.entries:
@@ -197,15 +191,3 @@ def _shape(ctx: Ctx, snode: YNode, local: Mapping[str, Any]) -> tuple[int, ...] 
         ctx.problems.add(snode.pos, f"a tensor of {math.prod(dims):,} elements is too large")
         return None
     return tuple(dims)
-
-
-def _scheme(ctx: Ctx, inode: YNode) -> tuple[SchemeStep, ...] | None:
-    raw = yamlpos.plain(inode)
-    if not (isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw))):
-        ctx.problems.add(inode.pos, "'init:' of a tensor entry is a SCHEME: a call string or a list of them", "init: normal(std=0.02)")
-        return None
-    try:
-        return compile_scheme(raw)
-    except SchemeError as exc:
-        ctx.problems.add(inode.pos, exc.message, exc.hint)
-        return None

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from netinspect.expr import COMPARISONS, REFUSED_CONSTRUCTS
+from netinspect.expr import BINOPS, COMPARISONS
 
 from .program import ChildInfo, DType, StepRef
 
@@ -48,27 +48,8 @@ REFUSED_STATEMENTS: dict[type[ast.AST], str] = {
     ast.Continue: "'continue'",
     ast.AnnAssign: "an annotated assignment",
 }
-REFUSED_EXPRESSIONS = REFUSED_CONSTRUCTS  # what expressions refuse, but for attributes, calls and subscripts
-OPERATOR_NAMES = {
-    ast.Add: "+",
-    ast.Sub: "-",
-    ast.Mult: "*",
-    ast.Div: "/",
-    ast.FloorDiv: "//",
-    ast.Mod: "%",
-    ast.Pow: "**",
-    ast.MatMult: "@",
-}
+OPERATOR_NAMES: dict[type[ast.operator], str] = {**BINOPS, ast.MatMult: "@"}
 HINT_LANGUAGE = "the forward language: assignments, 'for LAYER in CHILD:', one final 'return'; `netinspect ops` lists the calls"
-
-
-def dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
 
 
 def is_constant(v: Any) -> bool:

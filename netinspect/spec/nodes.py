@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from netinspect.errors import Pos, did_you_mean
@@ -21,7 +21,7 @@ from .context import Ctx, Result
 from .ir import Decl, Leaf, Ref, Rule, Seq, height
 from .recover import container_call, map_split, split_call
 from .rules import parse_rules
-from .values import check_keys, describe, expr_pos, integer, opt_str, value
+from .values import check_keys, describe, integer, opt_str, value
 
 MAX_DEPTH = 200
 MAX_REPEAT = 100_000
@@ -376,23 +376,33 @@ def check_child_name(ctx: Ctx, name: str, pos: Pos | None) -> bool:
     return True
 
 
+def named_children(
+    ctx: Ctx, yn: YMap, local: Mapping[str, Any], key_ok: Callable[[str, Pos], bool] | None = None
+) -> tuple[bool, Iterator[tuple[str, Pos, YNode, bool | None]]]:
+    """A map of named children: whether YAML split none of its calls, and its other entries in file
+    order as (key, key position, entry, present), checked one by one as the caller goes (the child
+    name, ``key_ok`` if given, the entry itself, its ``if:``); present is None after a problem."""
+    split, _ = map_split(ctx, yn)
+
+    def entries() -> Iterator[tuple[str, Pos, YNode, bool | None]]:
+        for key, item in yn.entries.items():
+            if key in split:
+                continue
+            kpos = yn.key_pos[key]
+            if not check_child_name(ctx, key, kpos) or (key_ok is not None and not key_ok(key, kpos)) or not named_child_ok(ctx, key, item):
+                yield key, kpos, item, None
+            else:
+                yield key, kpos, item, child_condition(ctx, item, local)
+
+    return not split, entries()
+
+
 def _named_node(ctx: Ctx, yn: YMap, local: Mapping[str, Any], stack: tuple[str, ...], depth: int) -> Seq | None:
     """``sequential: {name: NODE, ...}`` → a Sequential with those children, in file order."""
     children: list[tuple[str, Decl]] = []
     child_pos: list[Pos] = []
-    split, _ = map_split(ctx, yn)
-    ok = not split
-    for key, child in yn.entries.items():
-        if key in split:
-            continue
-        kpos = yn.key_pos[key]
-        if not check_child_name(ctx, key, kpos):
-            ok = False
-            continue
-        if not named_child_ok(ctx, key, child):
-            ok = False
-            continue
-        present = child_condition(ctx, child, local)
+    ok, named = named_children(ctx, yn, local)
+    for key, kpos, child, present in named:
         if not present:
             ok = ok and present is not None
             continue
@@ -436,7 +446,7 @@ def _call_node(ctx: Ctx, yn: YScalar, local: Mapping[str, Any], stack: tuple[str
             return None
         if text.count("(") != text.count(")"):
             hint = "YAML splits flow lists at commas: quote call strings with commas inside [...]"
-        ctx.problems.add(expr_pos(yn, exc.offset), exc.message, hint)
+        ctx.problems.add(yn.text_pos(1, exc.offset), exc.message, hint)
         return None
     return _call(ctx, call, yn, local, stack, depth, False)
 
@@ -449,7 +459,7 @@ def _call(
     try:
         args, kwargs = call.evaluate(ctx.scope(local))
     except ExprError as exc:
-        ctx.problems.add(expr_pos(yn, exc.offset), exc.message, exc.hint)
+        ctx.problems.add(yn.text_pos(1, exc.offset), exc.message, exc.hint)
         return None
     values = [*args, *kwargs.values()]
     if any(isinstance(v, CallExpr) for v in values):
@@ -457,8 +467,6 @@ def _call(
         if any(b is None for b, v in zip(built, values, strict=True) if isinstance(v, CallExpr)):
             return None
         args, kwargs = tuple(built[: len(args)]), dict(zip(kwargs, built[len(args) :], strict=True))
-    if call.name in ctx.blocks:
-        return block_instance(ctx, call.name, args, kwargs, yn.pos, stack, depth, None)
     return _resolve_call(ctx, call.name, args, kwargs, yn.pos, stack, depth, argument)
 
 

@@ -13,10 +13,11 @@ from netinspect.errors import TextError
 class ForwardError(TextError):
     """A problem in forward text; ``line`` (1-based) and ``offset`` (0-based column) place it."""
 
+    offset: int
+
     def __init__(self, message: str, line: int, col: int, hint: str | None = None) -> None:
         super().__init__(message, hint, offset=col)
         self.line = line
-        self.col = col
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,14 +75,23 @@ def parse_rule(problems: Problems, item: YNode) -> Rule | None:
 def _scheme(problems: Problems, key: str, value: YNode) -> tuple[SchemeStep, ...] | None:
     """The SCHEME a rule gives parameter ``key`` (a misspelt rule key is hinted as such)."""
     near = did_you_mean(key, RULE_KEYS)
-    raw = yamlpos.plain(value)
+    typo = near and f"is '{key}' a typo? {near}"
+    return scheme_steps(problems, value, f"the scheme for '{key}' must be a call string or a list of them", typo, typo)
+
+
+def scheme_steps(
+    problems: Problems, node: YNode, message: str, hint: str | None, error_hint: str | None = None
+) -> tuple[SchemeStep, ...] | None:
+    """A SCHEME node (a call string or a non-empty list of them) compiled; None after a problem:
+    ``message``/``hint`` when it is neither, the scheme's own error (``error_hint`` over its hint) otherwise."""
+    raw = yamlpos.plain(node)
     if not (isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(s, str) for s in raw))):
-        problems.add(value.pos, f"the scheme for '{key}' must be a call string or a list of them", near and f"is '{key}' a typo? {near}")
+        problems.add(node.pos, message, hint)
         return None
     try:
         return compile_scheme(raw)
     except SchemeError as exc:
-        problems.add(value.pos, exc.message, f"is '{key}' a typo? {near}" if near else exc.hint)
+        problems.add(node.pos, exc.message, error_hint or exc.hint)
         return None
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from netinspect import yamlpos
-from netinspect.errors import Pos, did_you_mean
+from netinspect.errors import did_you_mean
 from netinspect.expr import ExprError, parse_expr
 from netinspect.yamlpos import YMap, YNode, YScalar, YSeq
 
@@ -68,13 +68,6 @@ def describe(node: YNode) -> str:
     return "a list" if isinstance(node, YSeq) else "a mapping"
 
 
-def expr_pos(node: YScalar, offset: int) -> Pos:
-    """The position of character ``offset`` of a scalar's text (past its opening quote)."""
-    p = node.pos
-    extra = 1 if node.quoted else 0
-    return Pos(p.file, p.line, (p.col or 1) + offset + extra)
-
-
 def value(ctx: Ctx, node: YNode, scope: Mapping[str, Any]) -> tuple[bool, Any]:
     """A plain YAML value, where strings written ``${...}`` are expressions. (ok, value)."""
     if isinstance(node, YScalar):
@@ -85,7 +78,7 @@ def value(ctx: Ctx, node: YNode, scope: Mapping[str, Any]) -> tuple[bool, Any]:
                 try:
                     return True, parse_expr(m.group(1)).evaluate(scope)
                 except ExprError as exc:
-                    ctx.problems.add(expr_pos(node, exc.offset + 2), exc.message, exc.hint)
+                    ctx.problems.add(node.text_pos(1, exc.offset + 2), exc.message, exc.hint)
                     return False, None
         return True, v
     if isinstance(node, YSeq):
