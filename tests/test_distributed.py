@@ -24,8 +24,10 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import seeded, write
 from safetensors import safe_open
 from safetensors.torch import load_file
+from torch import nn
 
 from netinspect import queries, session
 from netinspect.session import BuildOptions
@@ -418,6 +420,47 @@ def test_a_lazy_model_is_refused_for_sharding() -> None:
 
     with pytest.raises(UsageError, match="lazy modules"):
         meta_build(session.load_spec("d2l-lazy"), torch.device("cpu"))
+
+
+class Scaled(nn.Module):
+    """A granted class outside torch.nn: its constructor may draw anything."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(n))
+
+
+ENCODER = (
+    "netinspect: 1\nmodel:\n  - TransformerEncoder(TransformerEncoderLayer(16, 4, dim_feedforward=32), 2, enable_nested_tensor=False)\n"
+)
+
+
+def test_a_model_whose_construction_cannot_be_replayed_is_refused_for_sharding(tmp_path: Path) -> None:
+    """Sharded init replays the default init of the meta build. A constructor that takes a module may
+    copy it (TransformerEncoder deep-copies its layer after the layer drew its values), and a granted
+    class may draw anything: the replay would not give one process's values, so both are refused."""
+    from netinspect.build import Recipe, construct
+    from netinspect.build.materialise import materialise
+    from netinspect.distributed.meta import meta_build
+    from netinspect.errors import UsageError
+
+    spec = session.load_spec(str(write(tmp_path, "enc.yaml", ENCODER)))
+    _, replayed = construct(Recipe.of(spec), torch.device("meta"), torch.device("cpu"))
+    assert not replayed.replayable
+    materialise(replayed, None)
+    reference = seeded(
+        lambda: nn.Sequential(nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, dim_feedforward=32), 2, enable_nested_tensor=False))
+    )
+    ref_sd, got_sd = reference.state_dict(), replayed.module.state_dict()
+    assert list(ref_sd) == list(got_sd)
+    assert any(not torch.equal(ref_sd[k], got_sd[k]) for k in ref_sd)  # the replay is not the construction
+    with pytest.raises(UsageError, match="cannot be replayed shard by shard"):
+        meta_build(spec, torch.device("cpu"))
+
+    granted = session.load_spec(str(write(tmp_path, "granted.yaml", "netinspect: 1\nmodel:\n  - Linear(4, 4)\n  - Scaled(4)\n")))
+    with pytest.raises(UsageError, match="cannot be replayed shard by shard"):
+        meta_build(granted, torch.device("cpu"), allowed={"Scaled": Scaled})
+    assert meta_build(session.load_spec("tinylm"), torch.device("cpu")).replayable
 
 
 def test_streamed_safetensors_files_read_back_with_the_reference(tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ class Built:
     constructed: list[Any] = field(default_factory=list)
     #: the shared: instances (constructed, and drawing their values, even where no ref uses them)
     shared: list[nn.Module] = field(default_factory=list)
+    #: whether replaying ``constructed``'s default init on the meta build gives the values a real
+    #: construction draws: only torch.nn classes, and no constructor took a module (it may copy it)
+    replayable: bool = True
 
     @property
     def tied_ids(self) -> set[int]:

@@ -146,15 +146,13 @@ def _reset_step(m: nn.Module) -> InitStep | None:
     return InitStep(m, reset, tuple(n for store in (m._parameters, m._buffers) for n in store))
 
 
-def materialise(
-    built: Built, created: Sequence[Constructed], shared: Sequence[nn.Module], progress: Progress | None, init: bool = True
-) -> None:
-    """Allocate the meta-built model on its device and (``init``) replay the default init of the
-    ``created`` modules in construction order under ``torch.manual_seed(seed)``."""
+def materialise(built: Built, progress: Progress | None, init: bool = True) -> None:
+    """Allocate the meta-built model on its device and (``init``) replay the default init of what
+    it constructed, in construction order under ``torch.manual_seed(seed)``."""
     untie(built.ties)
-    allocate([built.module, *shared], built.device)  # each module once, whichever root reaches it
+    allocate([built.module, *built.shared], built.device)  # each module once, whichever root reaches it
     if init:
-        steps = default_init_steps(built, created)
+        steps = default_init_steps(built, built.constructed)
         torch.manual_seed(built.seed)
         with torch.no_grad():
             for i, step in enumerate(steps):

@@ -88,13 +88,23 @@ def construct(recipe: Recipe, on: torch.device, device: torch.device) -> tuple[A
     scoped = [ScopedRule(r, root, "") for r in spec.init] + asm.scoped
     scoped += [ScopedRule(r, root, "", cli=True) for r in recipe.extra_rules]
     plan = plan_rules(scoped, recipe.allowed)
-    made = Built(spec, root, device, recipe.dtype, recipe.seed, asm.origin, ties, plan, {}, unique_bytes(root), lazy)
-    if on.type != "meta" and lazy:
-        made.inputs = drawn
-    made.frozen = asm.frozen
-    made.constructed = asm.created
-    made.shared = list(asm.shared.values())
-    return asm, made
+    return asm, Built(
+        spec,
+        root,
+        device,
+        recipe.dtype,
+        recipe.seed,
+        asm.origin,
+        ties,
+        plan,
+        bytes_needed=unique_bytes(root),
+        lazy=lazy,
+        inputs=drawn if on.type != "meta" and lazy else None,
+        frozen=asm.frozen,
+        constructed=asm.created,
+        shared=list(asm.shared.values()),
+        replayable=replayable(asm.created) and not asm.passes_modules,
+    )
 
 
 def build(
@@ -116,12 +126,7 @@ def build(
     """
     device = device or torch.device("cpu")
     recipe = Recipe.of(spec, dtype=dtype, seed=seed, allowed=allowed, extra_rules=extra_rules)
-    seed_value = recipe.seed
-
-    def assemble(on: torch.device) -> tuple[Assembler, Built]:
-        return construct(recipe, on, device)
-
-    asm, built = assemble(torch.device("meta"))
+    _, built = construct(recipe, torch.device("meta"), device)
     if device.type == "meta":
         return built
     check_fits(built.bytes_needed, device)
@@ -129,15 +134,15 @@ def build(
         return built
     try:
         if need == "storage":
-            materialise(built, asm.created, list(asm.shared.values()), progress, init=False)
-        elif replayable(asm.created) and not asm.passes_modules:
-            materialise(built, asm.created, list(asm.shared.values()), progress)
+            materialise(built, progress, init=False)
+        elif built.replayable:
+            materialise(built, progress)
             apply_plan(built, progress)
         else:
             # classes outside torch.nn may draw random numbers anywhere in __init__, and a constructor
             # that takes a module may copy it: construct for real
-            torch.manual_seed(seed_value)
-            _, built = assemble(device)
+            torch.manual_seed(recipe.seed)
+            _, built = construct(recipe, device, device)
             apply_plan(built, progress)
         return built
     except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:

@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from netinspect.build import Built, default_init_steps
-from netinspect.build.materialise import replayable
 from netinspect.errors import ExitCode, Problem, RunFailure, UsageError
 from netinspect.queries import InitRow, init_rows
 from netinspect.schemes import TensorStats, tensor_stats
@@ -161,13 +160,6 @@ def _work(request: InitRequest, group: Group, staging: list[Staging], local_worl
     built = meta_build(
         request.spec, group.device, dtype=request.dtype, seed=request.seed, allowed=request.allowed, extra_rules=request.extra_rules
     )
-    if not replayable(built.constructed):
-        raise UsageError.at(
-            None,
-            "classes granted with --allow may draw random numbers anywhere in their constructors, "
-            "so their values cannot be replayed shard by shard",
-            "run this model in one process (without torchrun)",
-        )
     edits = list(request.edits)
     apply_edits(built, edits)  # on meta: the same errors, in the same order, as in one process
     steps = default_init_steps(built, built.constructed)

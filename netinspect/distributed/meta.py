@@ -25,12 +25,20 @@ def meta_build(
 ) -> Built:
     """``spec`` on meta exactly as ``build()`` constructs it before it materialises (the same
     assembler, ties, frozen flags and plan; ``built.constructed`` is what the replay follows).
-    A model with lazy modules is refused: its first forward needs the whole model on one device."""
+    Refused: a model with lazy modules (its first forward needs the whole model on one device), and
+    one whose default init cannot be replayed from the meta build (``Built.replayable``)."""
     recipe = Recipe.of(spec, dtype=dtype, seed=seed, allowed=allowed, extra_rules=extra_rules)
     _, built = construct(recipe, torch.device("meta"), device)
     if built.lazy:
         raise UsageError.at(
             None, "a model with lazy modules takes its values from a first forward of the whole model", "run it in one process"
+        )
+    if not built.replayable:
+        raise UsageError.at(
+            None,
+            "classes granted with --allow may draw random numbers anywhere in their constructors, and a constructor "
+            "that takes a module may copy it: their values cannot be replayed shard by shard",
+            "run this model in one process (without torchrun)",
         )
     return built
 
