@@ -15,8 +15,7 @@ from torch import nn
 from . import tracing
 from .build import Built, all_named_modules
 from .build.fxgraph import GraphModule
-from .build.inputs import draw_inputs
-from .build.inputs import input_bytes as inputs_bytes
+from .build.inputs import draw_inputs, input_bytes
 from .errors import NetinspectError, Pos, RunFailure, first_line
 from .queries import object_paths, shape_of
 from .records import shape_tree
@@ -45,11 +44,24 @@ class ForwardResult:
 
 
 def make_inputs(built: Built, specs: list[InputSpec]) -> list[torch.Tensor]:
-    """Seeded inputs: ``torch.rand`` for float inputs, ``torch.randint`` below ``high`` for integer ones.
-    A model with lazy modules already drew its file's inputs while it was built: those are used."""
+    """Seeded inputs: ``torch.rand`` for float inputs, ``torch.randint`` below ``high`` for integer ones,
+    once the device is known to hold them. A model with lazy modules already drew its file's inputs
+    while it was built: those are used."""
     if built.inputs is not None and specs == list(built.spec.inputs):
         return list(built.inputs)
+    if built.device.type != "meta":
+        from .devices import check_fits
+
+        check_fits(input_bytes(specs, built.dtype), built.device, what="the input")
     return draw_inputs(built.module, specs, built.dtype, built.device)
+
+
+def analysis_failure(built: Built, exc: Any) -> NetinspectError:
+    """``analysis.ForwardFailed`` as ``forward`` reports a failure: the module, the step, the input."""
+    f = exc.failure
+    if f is None:
+        return forward_failure(built, [], "", None, exc.cause)
+    return forward_failure(built, f.modules, f.path, f.input_shapes, exc.cause)
 
 
 def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bool = True) -> ForwardResult:
@@ -57,18 +69,14 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bo
     that record each module's output shape and, for graph modules, each step's (unless not
     ``record``: validate only needs to know where it fails); a failure names the module, the step
     of a written forward, and the input shapes."""
+    if built.device.type == "meta" and record:
+        return _forward_on_meta(built, specs, train)
     root = built.module
     mpaths, _ = object_paths(root)
     calls_seen: dict[int, int] = {}
     stack: list[tuple[nn.Module, str, Any]] = []
     records: list[ModuleCall] = []
     steps: dict[str, list[ModuleCall]] = {}  # module path -> its steps, in call order
-    if built.device.type == "meta" and record:
-        return _forward_on_meta(built, specs, train)
-    if built.device.type != "meta":
-        from .devices import check_fits
-
-        check_fits(input_bytes(built, specs), built.device, what="the input")
     inputs = make_inputs(built, specs)
     root.train(train)
 
@@ -106,11 +114,7 @@ def forward(built: Built, specs: list[InputSpec], record: bool = True, train: bo
     finally:
         h1.remove()
         h2.remove()
-    order = {p: i for i, (p, _) in enumerate(all_named_modules(root))}
-    records.sort(key=lambda r: (order.get(r.path, math.inf), 0))
-    if steps:  # each graph module's steps right after its own row
-        records = [x for r in records for x in (r, *steps.pop(r.path, ()))]
-    return ForwardResult([shape_of(t) for t in inputs], shape_tree(out), out, records)
+    return ForwardResult([shape_of(t) for t in inputs], shape_tree(out), out, _in_tree_order(root, records, steps))
 
 
 def _forward_on_meta(built: Built, specs: list[InputSpec], train: bool) -> ForwardResult:
@@ -130,12 +134,7 @@ def _forward_on_meta(built: Built, specs: list[InputSpec], train: bool) -> Forwa
         try:
             costs = analysis.analyse(root, inputs, backward=False)
         except analysis.ForwardFailed as exc:
-            f = exc.failure
-            raise (
-                forward_failure(built, [], "", None, exc.cause)
-                if f is None
-                else forward_failure(built, f.modules, f.path, f.input_shapes, exc.cause)
-            ) from exc.cause
+            raise analysis_failure(built, exc) from exc.cause
     mpaths, _ = object_paths(root)
     records = [ModuleCall(c.path, c.type, c.output) for c in costs.calls if c.path != "?"]
     steps: dict[str, list[ModuleCall]] = {}
@@ -144,11 +143,16 @@ def _forward_on_meta(built: Built, specs: list[InputSpec], train: bool) -> Forwa
         if _has_shape(out):
             path = (mpaths.get(id(st.module)) or ["?"])[0]
             steps.setdefault(path, []).append(ModuleCall(path, st.op, out, st.line, st.text, st.name))
+    return ForwardResult([shape_of(t) for t in inputs], shape_tree(costs.output), costs.output, _in_tree_order(root, records, steps))
+
+
+def _in_tree_order(root: nn.Module, records: list[ModuleCall], steps: dict[str, list[ModuleCall]]) -> list[ModuleCall]:
+    """Module rows in tree order (calls of one module in call order), each graph module's steps right after its row."""
     order = {p: i for i, (p, _) in enumerate(all_named_modules(root))}
     records.sort(key=lambda r: (order.get(r.path, math.inf), 0))
     if steps:
         records = [x for r in records for x in (r, *steps.pop(r.path, ()))]
-    return ForwardResult([shape_of(t) for t in inputs], shape_tree(costs.output), costs.output, records)
+    return records
 
 
 def _has_shape(x: Any) -> bool:
@@ -170,14 +174,10 @@ def _has_tensor(x: Any) -> bool:
 CPU_CHECK_BYTES = 64 << 20
 
 
-def input_bytes(built: Built, specs: list[InputSpec]) -> int:
-    return inputs_bytes(specs, built.dtype)
-
-
 def check_forward(built: Built) -> None:
     """Run the file's ``input:`` through a meta-built model to check shapes (validate)."""
     specs = list(built.spec.inputs)
-    if built.bytes_needed + input_bytes(built, specs) <= CPU_CHECK_BYTES:
+    if built.bytes_needed + input_bytes(specs, built.dtype) <= CPU_CHECK_BYTES:
         from .build import allocate, retie
 
         built.device = torch.device("cpu")

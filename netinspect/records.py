@@ -4,9 +4,9 @@ a field is None where a checkpoint file does not say (``requires_grad``, ``kind`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass(slots=True)
@@ -30,8 +30,16 @@ class TreeNode:
         return [p for p in self.paths if p != self.path] if len(self.paths) > 1 else []
 
 
-def walk_tree(node: TreeNode) -> Iterator[TreeNode]:
-    """Every node, parents first (without recursion)."""
+class _Tree(Protocol):
+    @property
+    def children(self) -> Sequence[Any]: ...
+
+
+N = TypeVar("N", bound=_Tree)
+
+
+def walk_tree(node: N) -> Iterator[N]:
+    """Every node of a tree of ``children`` (a module tree, a summary's rows), parents first (without recursion)."""
     stack = [node]
     while stack:
         n = stack.pop()

@@ -101,22 +101,22 @@ def params(
 
     target = queries.submodule(built.module, module) if module else built.module
     rows, totals = queries.params(target)
+    sharded = None
+    if shard is not None:
+        from netinspect.analysis.memory import shard_params
+        from netinspect.render import costs as render_costs
+
+        sharded = shard_params(target, shard)
     if as_json:
         session.check_shared_with({id(r.paths): r.paths for r in rows}.values(), "Parameter", "rows")
         doc = render.params_json(built, rows, totals)
-        if shard is not None:
-            from netinspect.analysis.memory import shard_params
-            from netinspect.render import costs as render_costs
-
-            doc["shard"] = render_costs.shard_json(shard, shard_params(target, shard))
+        if shard is not None and sharded is not None:
+            doc["shard"] = render_costs.shard_json(shard, sharded)
         render.emit_json(doc)
     else:
         lines = render.params_lines(built, rows, totals, module)
-        if shard is not None:
-            from netinspect.analysis.memory import shard_params
-            from netinspect.render import costs as render_costs
-
-            lines += render_costs.shard_lines(shard, shard_params(target, shard))
+        if shard is not None and sharded is not None:
+            lines += render_costs.shard_lines(shard, sharded)
         render.emit(lines)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -25,9 +25,6 @@ from .app import (
     make,
     options,
 )
-
-if TYPE_CHECKING:
-    pass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum", "none")  # = analysis.OPTIMIZERS (torch-free here)
 PRECISIONS = {"fp32": None, "bf16-mixed": "bfloat16", "fp16-mixed": "float16"}  # --precision → autocast dtype
@@ -90,14 +87,10 @@ def summary(
     )
     import torch
 
-    from netinspect import analysis, forward_pass, render
+    from netinspect import analysis, forward_pass, queries, render
     from netinspect.layers import dtype_name
     from netinspect.render import costs as render_costs
 
-    if not meta:
-        from netinspect.devices import check_fits
-
-        check_fits(forward_pass.input_bytes(built, specs), built.device, what="the input")
     autocast_to = PRECISIONS[precision] if precision is not None else None
     low = getattr(torch, autocast_to) if autocast_to else None
     built.module.train()
@@ -106,9 +99,7 @@ def summary(
             inputs = forward_pass.make_inputs(built, specs)
             costs = analysis.analyse(built.module, inputs, autocast=low)
     except analysis.ForwardFailed as exc:
-        f = exc.failure
-        failure = forward_pass.forward_failure(built, f.modules, f.path, f.input_shapes, exc.cause) if f else None
-        raise failure or forward_pass.forward_failure(built, [], "", None, exc.cause) from exc.cause
+        raise forward_pass.analysis_failure(built, exc) from exc.cause
     estimate = analysis.estimate(
         built.module,
         activations=costs.saved_bytes,
@@ -118,16 +109,9 @@ def summary(
         shard=shard,
     )
     root = analysis.summary_tree(built.module, costs)
-    unique = {id(p): p for p in built.module.parameters()}
-    params = sum(p.numel() for p in unique.values())
-    param_bytes = sum(p.numel() * p.element_size() for p in unique.values())
-    input_shapes = [[int(d) for d in t.shape] for t in inputs]
+    input_shapes = [queries.shape_of(t) for t in inputs]
     if as_json:
-        render.emit_json(
-            render_costs.summary_json(
-                built.spec.name, str(built.device), input_shapes, root, costs, estimate, params, param_bytes, precision
-            )
-        )
+        render.emit_json(render_costs.summary_json(built.spec.name, str(built.device), input_shapes, root, costs, estimate, precision))
     else:
         render.emit(
             render_costs.summary_lines(
@@ -137,8 +121,6 @@ def summary(
                 root,
                 costs,
                 estimate,
-                params,
-                param_bytes,
                 precision,
                 depth,
                 expand,

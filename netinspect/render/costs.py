@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from netinspect.records import walk_tree
 from netinspect.units import human_bytes
 
-from .text import Line, n, shape, table
+from .text import Line, fold_runs, n, shape, shape_text, table
 
 _PRECISION_TEXT = {
     "fp32": "fp32",
@@ -40,18 +41,6 @@ def _exact(x: int) -> str:
     return n(x) if x < 1000 else f"{si(x)} ({n(x)})"
 
 
-def shape_text(s: Any) -> str:
-    if s is None:
-        return "-"
-    if isinstance(s, list) and all(isinstance(d, int) for d in s):
-        return shape(s)
-    if isinstance(s, list):
-        return "(" + ", ".join(shape_text(x) for x in s) + ")"
-    if isinstance(s, dict):
-        return "{" + ", ".join(f"{k}: {shape_text(v)}" for k, v in s.items()) + "}"
-    return str(s)
-
-
 # --- summary ------------------------------------------------------------------------------------
 
 
@@ -68,16 +57,6 @@ def _memory_json(m: Any) -> dict[str, Any]:
     }
 
 
-def _walk(row: Any) -> list[Any]:
-    out = []
-    stack = [row]
-    while stack:
-        r = stack.pop()
-        out.append(r)
-        stack.extend(reversed(r.children))
-    return out
-
-
 def summary_json(
     model: str,
     device: str,
@@ -85,13 +64,11 @@ def summary_json(
     root: Any,
     costs: Any,
     estimate: Any,
-    params: int,
-    param_bytes: int,
     precision: str | None,
 ) -> dict[str, Any]:
     """SPEC §3 ``summary``; every module path in ``named_modules(remove_duplicate=False)`` order."""
     modules = []
-    for r in _walk(root):
+    for r in walk_tree(root):
         c = r.cost
         modules.append(
             {
@@ -115,8 +92,8 @@ def summary_json(
         "precision": precision,
         "modules": modules,
         "totals": {
-            "params": params,
-            "param_bytes": param_bytes,
+            "params": root.params,
+            "param_bytes": estimate.whole.parameters,
             "flops_forward": costs.flops_forward,
             "flops_backward": costs.flops_backward,
             "saved_activation_bytes": costs.saved_bytes,
@@ -144,28 +121,12 @@ def summary_table(root: Any, depth: int | None, expand: bool) -> list[Line]:
     ``tree`` folds them) unless ``expand``; ``depth`` levels below the root."""
     rows: list[list[str]] = [["(root) " + root.type, *_figures(root)]]
 
-    def runs(children: list[Any]) -> list[tuple[list[Any], int]]:
-        if expand:
-            return [([c], 1) for c in children]
-        out: list[tuple[list[Any], int]] = []
-        i = 0
-        while i < len(children):
-            j = i + 1
-            c = children[i]
-            while j < len(children) and not c.shared and not children[j].shared and children[j].signature == c.signature:
-                j += 1
-            if j - i >= 3:
-                out.append((children[i:j], j - i))
-            else:
-                out.extend(([x], 1) for x in children[i:j])
-            i = j
-        return out
-
     def walk(row: Any, prefix: str, level: int) -> None:
         if depth is not None and level >= depth:
             return
-        items = runs(row.children)
-        for k, (group, count) in enumerate(items):
+        items = fold_runs(row.children, expand, lambda c: not c.shared)
+        for k, group in enumerate(items):
+            count = len(group)
             last = k == len(items) - 1
             branch = "└── " if last else "├── "
             ext = "    " if last else "│   "
@@ -188,8 +149,6 @@ def summary_lines(
     root: Any,
     costs: Any,
     estimate: Any,
-    params: int,
-    param_bytes: int,
     precision: str | None,
     depth: int | None,
     expand: bool,
@@ -200,7 +159,7 @@ def summary_lines(
     out += summary_table(root, depth, expand)
     out.append(("", ""))
     f, b = costs.flops_forward, costs.flops_backward
-    out.append((f"parameters: {n(params)} (each Parameter once) · {human_bytes(param_bytes)}", "bold"))
+    out.append((f"parameters: {n(root.params)} (each Parameter once) · {human_bytes(estimate.whole.parameters)}", "bold"))
     ratio = f" ({b / f:.2f}× forward)" if f else ""
     out.append((f"FLOPs: forward {_exact(f)} · backward {_exact(b)}{ratio}", "bold"))
     out.append((f"saved for backward: {human_bytes(costs.saved_bytes)} ({n(costs.saved_bytes)} bytes, each storage once)", ""))

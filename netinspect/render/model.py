@@ -6,7 +6,7 @@ from typing import Any
 
 from netinspect.units import human_bytes
 
-from .text import Line, fnum, joined_paths, n, other_paths, shape, some_paths, table
+from .text import Line, fnum, fold_runs, joined_paths, n, other_paths, shape, shape_text, some_paths, table
 
 # --- tree ---------------------------------------------------------------------------------------
 
@@ -61,35 +61,19 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool, *, title:
         title = f"{built.spec.name} · {built.device} · {root.type}  · {n(root.params_total)} params"
     out: list[Line] = [(title, "bold")]
 
-    def runs(children: list[Any]) -> list[tuple[Any, int]]:
-        if expand:
-            return [(c, 1) for c in children]
-        out_runs: list[tuple[Any, int]] = []
-        i = 0
-        while i < len(children):
-            j = i + 1
-            c = children[i]
-            while j < len(children) and len(c.paths) == 1 and len(children[j].paths) == 1 and children[j].signature == c.signature:
-                j += 1
-            if j - i >= 3:
-                out_runs.append((children[i:j], j - i))
-            else:
-                out_runs.extend((x, 1) for x in children[i:j])
-            i = j
-        return out_runs
-
     def walk(node: Any, prefix: str, level: int) -> None:
-        items = runs(node.children)
+        items = fold_runs(node.children, expand, lambda c: len(c.paths) == 1)
         if depth is not None and level >= depth:
             if node.children:
                 out.append((f"{prefix}└── … {len(node.children)} children", "dim"))
             return
-        for k, (item, count) in enumerate(items):
+        for k, group in enumerate(items):
             last = k == len(items) - 1
             branch = "└── " if last else "├── "
             ext = "    " if last else "│   "
+            count = len(group)
             if count > 1:
-                first, final = item[0], item[-1]
+                first, final = group[0], group[-1]
                 each = f", {n(first.params_total)} params each" if first.params_total else ""
                 kind = f" {first.type}" if first.type != "-" else ""
                 out.append((f"{prefix}{branch}({first.name} … {final.name}): ×{count} identical{kind}{each}", ""))
@@ -97,8 +81,8 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool, *, title:
                     out.append((f"{prefix}{ext}│ each is:", "dim"))
                     walk(first, prefix + ext, level + 1)
             else:
-                out.append((prefix + branch + label(item), ""))
-                walk(item, prefix + ext, level + 1)
+                out.append((prefix + branch + label(group[0]), ""))
+                walk(group[0], prefix + ext, level + 1)
 
     walk(root, "", 0)
     return out
@@ -284,16 +268,6 @@ def init_lines(built: Any, rows: list[Any], saved: Any) -> list[Line]:
 
 
 # --- forward ------------------------------------------------------------------------------------
-
-
-def shape_text(s: Any) -> str:
-    if s is None:
-        return "-"
-    if isinstance(s, list) and all(isinstance(d, int) for d in s):
-        return shape(s)
-    if isinstance(s, list):
-        return "(" + ", ".join(shape_text(x) for x in s) + ")"
-    return str(s)
 
 
 #: ``forward --json`` leaves out the output's values past this many (``--values`` shows them all).

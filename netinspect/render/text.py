@@ -10,10 +10,11 @@ import itertools
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 Line = tuple[str, str]  # (text, rich style or "")
+T = TypeVar("T")
 
 
 def emit(lines: Iterable[str | Line], *, file: Any = None) -> None:
@@ -74,6 +75,39 @@ def n(x: int) -> str:
 
 def shape(s: Sequence[int]) -> str:
     return "[" + ", ".join(str(d) for d in s) + "]"
+
+
+def shape_text(s: Any) -> str:
+    """A ``shape_tree``: ``[2, 3]``, ``([2, 3], [2])`` for a tuple or list, ``{k: [2, 3]}`` for a dict, ``-`` for None."""
+    if s is None:
+        return "-"
+    if isinstance(s, list) and all(isinstance(d, int) for d in s):
+        return shape(s)
+    if isinstance(s, list):
+        return "(" + ", ".join(shape_text(x) for x in s) + ")"
+    if isinstance(s, dict):
+        return "{" + ", ".join(f"{k}: {shape_text(v)}" for k, v in s.items()) + "}"
+    return str(s)
+
+
+def fold_runs(children: Sequence[T], expand: bool, foldable: Callable[[T], bool]) -> list[Sequence[T]]:
+    """Siblings in groups, in order: a run of three or more with equal ``signature``, each
+    ``foldable``, is one group (shown once, ×N); every other child is a group of one (all are with ``expand``)."""
+    if expand:
+        return [[c] for c in children]
+    groups: list[Sequence[T]] = []
+    i = 0
+    while i < len(children):
+        c = children[i]
+        j = i + 1
+        while j < len(children) and foldable(c) and foldable(children[j]) and children[j].signature == c.signature:  # type: ignore[attr-defined]
+            j += 1
+        if j - i >= 3:
+            groups.append(children[i:j])
+        else:
+            groups.extend([x] for x in children[i:j])
+        i = j
+    return groups
 
 
 def fnum(x: float | None) -> str:
