@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from netinspect.build.walk import unique_modules
+
 
 def _fake_cpu(mode: Any, t: torch.Tensor) -> torch.Tensor:
     from torch._subclasses.fake_tensor import FakeTensor
@@ -39,11 +41,7 @@ def autocast(root: nn.Module, inputs: list[torch.Tensor], dtype: torch.dtype) ->
     mode = FakeTensorMode(allow_non_fake_inputs=False)
     swapped: dict[int, Any] = {}  # id(original) → its fake, so that ties stay one tensor
     restore: list[tuple[dict[str, Any], str, Any]] = []
-    seen: set[int] = set()
-    for m in root.modules():
-        if id(m) in seen:
-            continue
-        seen.add(id(m))
+    for m in unique_modules(root):
         for table, is_param in ((m._parameters, True), (m._buffers, False)):
             for name, t in list(table.items()):
                 if t is None:

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from netinspect import tracing
+from netinspect.build.walk import unique_modules
 
 if TYPE_CHECKING:
     from .engine import Call, Run, StepRecord
@@ -98,20 +99,6 @@ def rebuild(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: rebuild(v) for k, v in x.items()}
     return x
-
-
-def module_paths(root: nn.Module) -> dict[int, list[str]]:
-    """id(module) → its paths, in ``named_modules(remove_duplicate=False)`` order."""
-    out: dict[int, list[str]] = {}
-    stack: list[tuple[str, nn.Module]] = [("", root)]
-    while stack:
-        path, m = stack.pop()
-        out.setdefault(id(m), []).append(path)
-        children = m._modules
-        if children:
-            prefix = path + "." if path else ""
-            stack.extend(reversed([(prefix + name, c) for name, c in children.items() if c is not None]))
-    return out
 
 
 def global_hooks() -> bool:
@@ -232,11 +219,7 @@ class Structures:
             return True
         if self.counts is None:
             counts: dict[int, int] = {}
-            seen: set[int] = set()
-            for mod in self.root.modules():
-                if id(mod) in seen:
-                    continue
-                seen.add(id(mod))
+            for mod in unique_modules(self.root):
                 s = self.key(mod)
                 if s is not None:
                     counts[s] = counts.get(s, 0) + 1

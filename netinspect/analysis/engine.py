@@ -30,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from netinspect import tracing
+from netinspect.build.walk import unique_modules
 from netinspect.records import shape_tree
 
 from . import cache
@@ -177,10 +178,10 @@ class Run:
     """The state of one analysed forward and backward."""
 
     def __init__(self, root: nn.Module, *, caching: bool, banned: set[Any], listening: bool) -> None:
-        from .cache import module_paths
+        from netinspect.queries import object_paths
 
         self.root = root
-        self.mpaths = module_paths(root)
+        self.mpaths, _ = object_paths(root)
         self.counts: dict[int, int] = {}
         self.stack: list[Call] = []
         self.calls: list[Call] = []
@@ -375,8 +376,8 @@ class Run:
                 seen[k] = nbytes
         return seen
 
-    def unsaved_output_bytes(self, output: Any) -> int:
-        saved = self.saved_storages()
+    def unsaved_output_bytes(self, output: Any, saved: dict[int, int]) -> int:
+        """Bytes of the output's storages that are not among the ``saved`` ones (nor parameters')."""
         seen: dict[int, int] = {}
         for t in _leaves(output):
             with contextlib.suppress(RuntimeError, NotImplementedError):
@@ -401,11 +402,7 @@ def _patched_forwards(run: Run, root: nn.Module) -> Iterator[None]:
     """Route every module's ``forward`` through ``run.call`` (an instance attribute shadows the
     class's method; removed afterwards)."""
     patched: list[tuple[nn.Module, Any]] = []
-    seen: set[int] = set()
-    for m in root.modules():
-        if id(m) in seen:
-            continue
-        seen.add(id(m))
+    for m in unique_modules(root):
         had = m.__dict__.get("forward")
         original = m.forward
         m.__dict__["forward"] = _routed(run, m, original)
@@ -466,14 +463,15 @@ def run_model(
         p.grad = g
     invalid = cache.invalid_entries(run) if backward and roots else set()
     replayed = sum(1 for c in run.calls if c.top)
+    saved = run.saved_storages()
     return Result(
         run.calls,
         run.steps,
         output,
         run.flops_forward,
         run.flops_backward + replay_bw,
-        sum(run.saved_storages().values()),
-        run.unsaved_output_bytes(output),
+        sum(saved.values()),
+        run.unsaved_output_bytes(output, saved),
         replayed,
         invalid,
     )

@@ -7,7 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from .cache import module_paths
+from netinspect.queries import object_paths
+
 from .costs import Costs, ModuleCost
 
 
@@ -29,7 +30,7 @@ class Row:
 
 def summary_tree(root: nn.Module, costs: Costs) -> Row:
     """Rows for ``root.named_modules(remove_duplicate=False)``, parents before children."""
-    mpaths = module_paths(root)
+    mpaths, _ = object_paths(root)
     subtree_ids: dict[int, frozenset[int]] = {}
     numel: dict[int, int] = {}
 

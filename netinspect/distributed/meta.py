@@ -11,6 +11,7 @@ from torch import nn
 from netinspect.build import Built, Recipe, construct
 from netinspect.build.walk import all_named_modules
 from netinspect.errors import UsageError
+from netinspect.queries import object_paths
 from netinspect.spec import ModelSpec, Rule
 
 
@@ -64,13 +65,7 @@ def fsdp_units(root: nn.Module) -> list[nn.Module]:
     """
     memo: dict[int, tuple[object, ...]] = {}
     named = all_named_modules(root)
-    paths_of_param: dict[int, list[str]] = {}
-    module_paths: dict[int, list[str]] = {}
-    for path, m in named:
-        module_paths.setdefault(id(m), []).append(path)
-        for pname, p in m._parameters.items():
-            if p is not None:
-                paths_of_param.setdefault(id(p), []).append(f"{path}.{pname}" if path else pname)
+    module_paths, paths_of_param = object_paths(root)
     units: list[tuple[str, nn.Module]] = []
     seen: set[int] = set()
     for path, m in named:
