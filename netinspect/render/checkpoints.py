@@ -6,8 +6,8 @@ from typing import Any
 
 from netinspect.units import human_bytes
 
-from .model import label_tail, param_row_json, totals_json, tree_json, tree_lines
-from .text import Line, fnum, joined_paths, n, other_paths, shape, table
+from .model import label_tail, param_row_json, shared_doc, shared_table, totals_json, tree_json, tree_lines
+from .text import Line, fnum, n, other_paths, shape, table
 
 # --- checkpoints --------------------------------------------------------------------------------
 
@@ -91,30 +91,14 @@ def ckpt_state_lines(src: Any, entries: list[Any], with_values: bool, single: bo
 
 
 def ckpt_shared_json(src: Any, groups: list[Any], unique: int, by_path: int) -> dict[str, Any]:
-    return {
-        "model": src.name,
-        "format": src.format,
-        "groups": [{"paths": g.paths, "shape": g.shape, "numel": g.numel, "cause": g.cause, "modules": g.modules} for g in groups],
-        "totals": {"unique": unique, "by_path": by_path},
-    }
+    return shared_doc({"model": src.name, "format": src.format}, groups, unique, by_path)
 
 
 def ckpt_shared_lines(src: Any, groups: list[Any], unique: int, by_path: int) -> list[Line]:
-    out: list[Line] = [(f"{src.name} · {src.format}", "bold")]
-    if not groups:
-        out.append(("no tensor is stored under two names", ""))
-    else:
-        rows = [(joined_paths(g.paths), shape(g.shape), n(g.numel), g.cause) for g in groups]
-        out += table(("keys (one stored tensor)", "shape", "numel", "cause"), rows, right={2})
-    out.append(("", ""))
-    again = by_path - unique
-    out.append(
-        (
-            f"parameters: {n(unique)} unique · {n(by_path)} by key" + (f" ({n(again)} counted again by naive tools)" if again else ""),
-            "bold",
-        )
+    title = f"{src.name} · {src.format}"
+    return shared_table(
+        title, groups, unique, by_path, none="no tensor is stored under two names", what="keys (one stored tensor)", by="key"
     )
-    return out
 
 
 # --- diff ---------------------------------------------------------------------------------------

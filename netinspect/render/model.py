@@ -193,24 +193,43 @@ def state_lines(built: Any, entries: list[Any], with_values: bool, single: bool)
 
 
 def shared_json(built: Any, groups: list[Any], unique: int, by_path: int) -> dict[str, Any]:
+    return shared_doc({"model": built.spec.name}, groups, unique, by_path)
+
+
+def shared_lines(built: Any, groups: list[Any], unique: int, by_path: int) -> list[Line]:
+    return shared_table(
+        built.spec.name,
+        groups,
+        unique,
+        by_path,
+        none="no parameter is shared: every path is its own Parameter",
+        what="paths (one Parameter)",
+        by="path",
+    )
+
+
+def shared_doc(head: dict[str, Any], groups: list[Any], unique: int, by_path: int) -> dict[str, Any]:
+    """``shared --json`` of a model or a checkpoint: ``head`` (what it is), the groups, the totals."""
     return {
-        "model": built.spec.name,
+        **head,
         "groups": [{"paths": g.paths, "shape": g.shape, "numel": g.numel, "cause": g.cause, "modules": g.modules} for g in groups],
         "totals": {"unique": unique, "by_path": by_path},
     }
 
 
-def shared_lines(built: Any, groups: list[Any], unique: int, by_path: int) -> list[Line]:
-    out: list[Line] = [(built.spec.name, "bold")]
+def shared_table(title: str, groups: list[Any], unique: int, by_path: int, *, none: str, what: str, by: str) -> list[Line]:
+    """``shared`` of a model or a checkpoint: the groups (``what`` heads their column; ``none`` when
+    there are none), then the totals counted once and ``by`` each path or key."""
+    out: list[Line] = [(title, "bold")]
     if not groups:
-        out.append(("no parameter is shared: every path is its own Parameter", ""))
+        out.append((none, ""))
     else:
         rows = [(joined_paths(g.paths), shape(g.shape), n(g.numel), g.cause) for g in groups]
-        out += table(("paths (one Parameter)", "shape", "numel", "cause"), rows, right={2})
+        out += table((what, "shape", "numel", "cause"), rows, right={2})
     out.append(("", ""))
     out.append(
         (
-            f"parameters: {n(unique)} unique · {n(by_path)} by path"
+            f"parameters: {n(unique)} unique · {n(by_path)} by {by}"
             + (f" ({n(by_path - unique)} counted again by naive tools)" if by_path > unique else ""),
             "bold",
         )
