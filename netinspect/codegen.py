@@ -23,7 +23,8 @@ from torch import nn
 from . import layers
 from .build import Built, all_named_modules
 from .build.assemble import TensorInit
-from .build.materialise import SKIP_DEFAULT_MIN_NUMEL, covered
+from .build.inputs import default_high, input_dtype
+from .build.materialise import SKIP_DEFAULT_MIN_NUMEL, default_init_steps, skipped_defaults
 from .errors import UsageError
 from .schemes import SchemeStep
 from .spec import Decl, Graph, Leaf, Ref, Seq, TensorEntry, walk
@@ -192,7 +193,7 @@ def generate(built: Built, allowed: dict[str, type[nn.Module]] | None = None) ->
     shared = [(n, w.expr(d, "            ")) for n, d in spec.shared]  # placed 12 spaces in, in build()
     root = w.expr(spec.model, "            ")
     paths = _paths(built)
-    replay = _replayed(built)
+    replay = _replayed(built, paths)
     dtype = str(built.dtype).removeprefix("torch.")
     seed = built.seed  # --seed, else the file's seed:, else 0
     body: list[str] = [
@@ -299,17 +300,12 @@ def _file(w: _Writer, built: Built, body: list[str]) -> str:
 
 def _draw(built: Built, s: Any) -> str:
     """The input as netinspect draws it (``torch.rand``, or ``torch.randint`` below ``high``)."""
-    from .build.inputs import input_dtype
-
     dt = input_dtype(s, built.dtype)
     shape = tuple(s.shape)
     if dt.is_floating_point:
         extra = "" if str(dt) == "torch.float32" else f", dtype={dt}"
         return f"torch.rand({shape!r}{extra})"
-    high = s.high
-    if high is None:
-        sizes = [m.num_embeddings for m in built.module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
-        high = min(sizes) if sizes else 2
+    high = default_high(built.module, s)
     if str(dt) == "torch.bool":
         return f"torch.randint(0, 2, {shape!r}).bool()"
     return f"torch.randint(0, {high}, {shape!r}, dtype={dt})"
@@ -332,17 +328,13 @@ def _getter(path: str) -> str:
     return f".get_submodule({path!r})" if path else ""
 
 
-def _replayed(built: Built) -> list[str] | None:
+def _replayed(built: Built, paths: dict[int, str]) -> list[str] | None:
     """For models whose build skips some default init (see SKIP_DEFAULT_MIN_NUMEL), the default init
     that does run, as lines in construction order; None where the plain construction is exact."""
-    from .build.materialise import default_init_steps
-
-    total = sum(p.numel() for p in built.module.parameters())
-    if total < SKIP_DEFAULT_MIN_NUMEL or not covered(built.plan):
+    if not skipped_defaults(built):
         return None
     if built.lazy:
         raise UsageError.at(None, "code: a model this large with lazy modules cannot be written out", "give the lazy modules sizes")
-    paths = _paths(built)
     lines: list[str] = []
     for step in default_init_steps(built, built.constructed):
         owner = paths[id(step.module)]

@@ -22,6 +22,15 @@ def input_bytes(specs: Sequence[InputSpec], model_dtype: torch.dtype) -> int:
     return sum(math.prod(s.shape) * input_dtype(s, model_dtype).itemsize for s in specs)
 
 
+def default_high(module: nn.Module, s: InputSpec) -> int:
+    """The bound integer inputs are drawn below: the input's ``high:``, else the rows of the smallest
+    Embedding (every token valid), else 2."""
+    if s.high is not None:
+        return s.high
+    sizes = [m.num_embeddings for m in module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    return min(sizes) if sizes else 2
+
+
 def draw_inputs(module: nn.Module, specs: Sequence[InputSpec], model_dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
     """One tensor per input spec, drawn in order (on meta: shapes only, nothing drawn)."""
     out = []
@@ -32,10 +41,7 @@ def draw_inputs(module: nn.Module, specs: Sequence[InputSpec], model_dtype: torc
         elif dt.is_floating_point:
             out.append(torch.rand(s.shape, dtype=dt, device=device))
         else:
-            high = s.high
-            if high is None:
-                sizes = [m.num_embeddings for m in module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
-                high = min(sizes) if sizes else 2
+            high = default_high(module, s)
             if high < 1:
                 raise RunFailure.at(
                     s.pos, f"cannot draw integer inputs below {high}: the smallest Embedding has no rows", "give the input a 'high:'"

@@ -89,13 +89,20 @@ class InitStep:
     whole_model: bool = False
 
 
+def skipped_defaults(built: Built) -> set[tuple[int, str]]:
+    """(owner id, name) of the parameters whose default init the build leaves out: those a rule
+    overwrites whole, in models of SKIP_DEFAULT_MIN_NUMEL elements or more (none in smaller ones)."""
+    if sum(p.numel() for p in built.module.parameters()) < SKIP_DEFAULT_MIN_NUMEL:
+        return set()
+    return covered(built.plan)
+
+
 def default_init_steps(built: Built, created: Sequence[Constructed]) -> list[InitStep]:
     """The default init of what was constructed, in construction order: the modules built by calling
     a class (each submodule's before its parent's, as their constructors run it) and graphs' tensor
     entries (their scheme). A module whose every parameter a rule overwrites is left out in models
     of SKIP_DEFAULT_MIN_NUMEL elements or more."""
-    total_numel = sum(p.numel() for p in built.module.parameters())
-    skip = covered(built.plan) if total_numel >= SKIP_DEFAULT_MIN_NUMEL else set()
+    skip = skipped_defaults(built)
     steps: list[InitStep] = []
     done: set[int] = {id(m) for m in built.lazy}  # lazy modules are initialised by the first forward, below
     for m in created:
