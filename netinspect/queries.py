@@ -300,9 +300,12 @@ class RowPlan:
     attr: tuple[int, str]
 
 
-def init_row_plans(module: nn.Module, chains: Mapping[int, Sequence[SchemeStep]]) -> list[RowPlan]:
+def init_row_plans(
+    module: nn.Module, chains: Mapping[int, Sequence[SchemeStep]], unique: Sequence[tuple[str, nn.Parameter, list[str]]] | None = None
+) -> list[RowPlan]:
     """One row per distinct Parameter (under its first path), from its scheme chain (by id(param));
-    what a row says of the scheme is known before the values exist (on meta too)."""
+    what a row says of the scheme is known before the values exist (on meta too). ``unique``:
+    ``iter_unique_params(module)`` where the caller has it already."""
     from .schemes import expected_std
 
     owners: dict[int, tuple[nn.Module, str]] = {}
@@ -311,7 +314,7 @@ def init_row_plans(module: nn.Module, chains: Mapping[int, Sequence[SchemeStep]]
             if p is not None:
                 owners.setdefault(id(p), (m, pname))
     rows: list[RowPlan] = []
-    for name, p, others in iter_unique_params(module):
+    for name, p, others in iter_unique_params(module) if unique is None else unique:
         owner, pname = owners[id(p)]
         chain = chains.get(id(p))
         exp = expected_std(chain, p, owner, pname) if chain else None
@@ -334,5 +337,6 @@ def init_report(built: Built) -> list[InitRow]:
     """Per-parameter statistics after every rule ran (each Parameter once, under its first path)."""
     from .schemes import tensor_stats
 
-    plans = init_row_plans(built.module, built.applied)
-    return init_rows(plans, [tensor_stats(p.detach()) for _, p, _ in iter_unique_params(built.module)])
+    unique = list(iter_unique_params(built.module))
+    plans = init_row_plans(built.module, built.applied, unique)
+    return init_rows(plans, [tensor_stats(p.detach()) for _, p, _ in unique])

@@ -131,36 +131,28 @@ def save_state(built: Built, target: Path) -> None:
 # --- load ---------------------------------------------------------------------------------------
 
 
-def _read(path: str, device: torch.device) -> tuple[dict[str, Any], dict[str, str]]:
-    """(key → tensor, or → shape on meta; alias → key) from a weights file or checkpoint in any form
-    (``netinspect.sources``); a bad one raises SpecError."""
+def load_weights(built: Built, path: str, *, partial: bool, progress: Callable[[str, int, int], None] | None = None) -> list[Problem]:
+    """Load a weights file (or checkpoint, in any form ``netinspect.sources`` reads; a bad one raises
+    SpecError) into the built model; missing, unexpected and mismatched keys are named from the
+    file's shapes before any value is read: an error, or with ``partial`` the problems returned (the
+    caller reports them as warnings). Then each tensor is read as it is copied in."""
     from .sources import open_checkpoint
 
-    table = open_checkpoint(path, sniff=True)
-    found: dict[str, Any] = {}
-    aliases: dict[str, str] = {}
-    for e in table.entries:
-        if e.stored != e.key:
-            aliases[e.key] = e.stored
-        else:
-            found[e.key] = e.shape if device.type == "meta" else table.values(e.key)
-    return found, aliases
-
-
-def load_weights(built: Built, path: str, *, partial: bool, progress: Callable[[str, int, int], None] | None = None) -> list[Problem]:
-    """Load a weights file into the built model; missing, unexpected and mismatched keys are named:
-    an error, or with ``partial`` the problems returned (the caller reports them as warnings)."""
     where = Pos(path)
-    found, aliases = _read(path, built.device)
+    table = open_checkpoint(path, sniff=True)
+    found = {e.key: e.shape for e in table.entries if e.stored == e.key}  # key → shape
+    source = {k: k for k in found}  # key → the stored key its values are read from
+    for e in table.entries:
+        if e.stored != e.key and e.stored in found:
+            found[e.key] = found[e.stored]
+            source[e.key] = e.stored
+    values = built.device.type != "meta"
     model = _tensors(built.module)
     groups: dict[int, list[str]] = {}
     for k, t in model.items():
         groups.setdefault(id(t), []).append(k)
-    for alias, key in aliases.items():
-        if alias not in found and key in found:
-            found[alias] = found[key]
     problems: list[Problem] = []
-    load: list[tuple[str, Any]] = []
+    load: list[tuple[str, str]] = []
     done: set[int] = set()
     for k, t in model.items():
         group = groups[id(t)]
@@ -168,26 +160,26 @@ def load_weights(built: Built, path: str, *, partial: bool, progress: Callable[[
         if not present:
             problems.append(Problem(f"missing key '{k}' (shape {list(t.shape)})", where, "the file lacks it; --partial loads the rest"))
             continue
-        src = found[k] if k in found else found[present[0]]
-        shp = tuple(src) if isinstance(src, tuple) else tuple(src.shape)
-        if shp != tuple(t.shape):
-            problems.append(Problem(f"shape mismatch for '{k}': file {list(shp)}, model {list(t.shape)}", where))
+        src = k if k in found else present[0]
+        if tuple(found[src]) != tuple(t.shape):
+            problems.append(Problem(f"shape mismatch for '{k}': file {list(found[src])}, model {list(t.shape)}", where))
             continue
         if id(t) in done:
-            if isinstance(src, torch.Tensor) and k in found and present[0] != k and not torch.equal(found[present[0]], src):
+            first = source[present[0]]
+            if values and k in found and source[k] != first and not torch.equal(table.values(first), table.values(source[k])):
                 problems.append(Problem(f"tied paths {', '.join(group)} have different values in the file", where))
             continue
         done.add(id(t))
-        load.append((k, src))
+        load.append((k, source[src]))
     for k in found:
         if k not in model:
             problems.append(Problem(f"unexpected key '{k}'", where, did_you_mean(k, model)))
     if problems and not partial:
         raise SpecError(problems)
-    if built.device.type != "meta":
+    if values:
         with torch.no_grad():
-            for i, (k, src) in enumerate(load):
-                model[k].copy_(src)
+            for i, (k, stored) in enumerate(load):
+                model[k].copy_(table.values(stored))
                 if progress is not None:
                     progress("load", i + 1, len(load))
     return problems

@@ -112,6 +112,51 @@ def test_weights_mismatches_named(tmp_path: Path) -> None:
     assert out.strip() == str(sd["0.weight"])
 
 
+def tied_reference(seed: int = 7) -> nn.Sequential:
+    """configs/tied.yaml in plain torch: one Linear(8, 8) at paths 2 and 4."""
+    torch.manual_seed(seed)
+    shared = nn.Linear(8, 8)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(8, 1))
+
+
+def test_tied_keys_load_once_and_must_agree(tmp_path: Path) -> None:
+    ref = tied_reference()
+    sd = {k: v.detach().clone().contiguous() for k, v in ref.state_dict().items()}  # each key its own tensor
+    path = tmp_path / "tied.safetensors"
+    save_file(sd, str(path))
+    got = state_values("tied", "--weights", str(path))
+    for k, v in ref.state_dict().items():
+        assert torch.equal(torch.tensor(got[k]), v)
+    sd["4.weight"] = sd["4.weight"] + 1  # the two paths of one Parameter disagree: which would torch keep?
+    save_file(sd, str(path))
+    code, _, err = run("params", "tied", "--weights", str(path))
+    assert code == 3, err
+    assert "tied paths 2.weight, 4.weight have different values in the file" in err
+
+
+def test_keys_and_shapes_are_checked_before_any_value_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netinspect.tables import TensorTable
+
+    reads: list[str] = []
+    original = TensorTable.values
+
+    def counted(self: TensorTable, key: str) -> object:
+        reads.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(TensorTable, "values", counted)
+    sd = dict(d2l_mlp().state_dict())
+    sd["2.weight"] = torch.zeros(3, 8)
+    path = tmp_path / "bad.safetensors"
+    save_file(sd, str(path))
+    code, _, err = run("params", "mlp", "--weights", str(path))
+    assert code == 3 and "shape mismatch for '2.weight'" in err
+    assert reads == []
+    save_file(dict(d2l_mlp(3).state_dict()), str(path))
+    assert run("params", "mlp", "--weights", str(path))[0] == 0
+    assert sorted(reads) == sorted(d2l_mlp().state_dict())  # then each tensor once
+
+
 def test_partial_warnings_follow_the_output_format(tmp_path: Path) -> None:
     """With --json, --partial's warnings are JSON lines on stderr like the errors (never plain text),
     and stdout holds the one document; without it they are 'FILE: warning: ...' lines."""
