@@ -10,13 +10,19 @@ from pathlib import Path
 from .errors import UsageError
 
 
+def existing_folder(target: Path, flag: str = "--save") -> Path:
+    """The folder ``target`` is to be written in; a usage error naming ``flag`` when it does not exist."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError.at(None, f"{flag} {str(target)!r}: folder {str(folder)!r} does not exist")
+    return folder
+
+
 def atomic_write(target: Path, write: Callable[[str], None], flag: str = "--save") -> None:
     """Write through a temporary file in the target's folder; rename only when complete. ``flag``
     names the option in the message when the folder does not exist."""
     target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError.at(None, f"{flag} {str(target)!r}: folder {str(folder)!r} does not exist")
+    folder = existing_folder(target, flag)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:

@@ -9,6 +9,7 @@ stop with the same exit code, instead of one rank waiting forever in a collectiv
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -301,10 +302,7 @@ class Shard:
 
     @property
     def row_numel(self) -> int:
-        n = 1
-        for d in self.shape[1:]:
-            n *= d
-        return n
+        return math.prod(self.shape[1:])
 
     def take(self, full: torch.Tensor) -> None:
         """Keep this rank's part of ``full`` (the whole tensor's new values)."""

@@ -229,7 +229,7 @@ def _dcp_save(layout: Layout, group: Group, folder: Path) -> None:
     from torch.distributed.checkpoint import state_dict_saver
 
     group.check()
-    state_dict_saver.save(layout.state_dict(), checkpoint_id=str(folder), no_dist=not group.dist)
+    state_dict_saver.save(layout.module.state_dict(), checkpoint_id=str(folder), no_dist=not group.dist)
 
 
 def _write_safetensors(layout: Layout, group: Group, folder: Path, directory: bool, wanted: Sequence[int]) -> dict[int, TensorStats]:
@@ -279,8 +279,7 @@ def _write_text(path: Path, text: str) -> None:
 def save_local(built: Built, target: Path, fmt: str) -> None:
     """``init --save DIR`` in one process: the same directory formats, from the built model."""
     group = Group.solo(built.device)
-    module = built.module
-    layout = table(module, group, module.state_dict)
+    layout = table(built.module, group)
     staging: list[Staging] = []
     try:
         save(layout, group, target, fmt, staging)

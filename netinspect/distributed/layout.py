@@ -3,9 +3,7 @@ and a table from every module attribute to the tensor (shard) behind it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,14 +29,12 @@ class Layout:
     shards: list[Shard]
     by_attr: dict[tuple[int, str], int]
     keys: list[tuple[str, int]]
-    state_dict: Callable[[], dict[str, Any]]
-    index_of: dict[int, int] = field(default_factory=dict)  # id(tensor object) -> index
 
     def key_index(self) -> dict[str, int]:
         return dict(self.keys)
 
 
-def table(module: nn.Module, group: Group, state_dict: Callable[[], dict[str, Any]]) -> Layout:
+def table(module: nn.Module, group: Group) -> Layout:
     """The Layout of ``module`` as it is now: DTensor parameters are this rank's rows, anything
     else is whole on every rank."""
     from torch.distributed.tensor import DTensor
@@ -74,7 +70,7 @@ def table(module: nn.Module, group: Group, state_dict: Callable[[], dict[str, An
             for name, t in store.items():
                 if t is not None:
                     by_attr[(id(m), name)] = add(t)
-    return Layout(module, shards, by_attr, keys, state_dict, index_of)
+    return Layout(module, shards, by_attr, keys)
 
 
 def rank_bytes(module: nn.Module, world: int, scratch: int) -> int:
@@ -117,4 +113,4 @@ def shard_model(built: Built, group: Group, scratch: int, local_world: int) -> L
         fully_shard(unit, mesh=group.mesh, ignored_params=scalars or None)
     fully_shard(root, mesh=group.mesh, ignored_params=scalars or None)
     root.to_empty(device=group.device)
-    return table(root, group, root.state_dict)
+    return table(root, group)

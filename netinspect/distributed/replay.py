@@ -9,6 +9,8 @@ is what makes the values independent of the world size; it holds its shards plus
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from torch import nn
 
 from netinspect.build import InitStep, Planned, TieBinding
 from netinspect.build.assemble import TensorInit
-from netinspect.build.walk import unique_modules
+from netinspect.build.walk import unique_bytes, unique_modules
 from netinspect.errors import SpecError, UsageError
 from netinspect.schemes import POST_OPS, SchemeError, SchemeStep, apply_steps
 
@@ -33,6 +35,7 @@ ON_SHARD = frozenset(POST_OPS) | {"constant", "ones", "zeros"}
 THREAD_SENSITIVE = frozenset({"orthogonal"})
 
 
+@functools.cache
 def physical_cores() -> int:
     """Physical cores of this machine (what torch starts with when OMP_NUM_THREADS is not set)."""
     cores: set[tuple[str, str]] = set()
@@ -82,28 +85,19 @@ def chains(plan: Sequence[Planned]) -> dict[tuple[int, str], list[SchemeStep]]:
     return {first[k]: v for k, v in out.items()}
 
 
-def _tensors(modules: Sequence[nn.Module]) -> list[torch.Tensor]:
-    seen: set[int] = set()
-    out = []
-    for m in modules:
-        for store in (m._parameters, m._buffers):
-            for t in store.values():
-                if t is not None and id(t) not in seen:
-                    seen.add(id(t))
-                    out.append(t)
-    return out
-
-
 def scratch_bytes(steps: Sequence[InitStep], plan: Sequence[Planned], biggest: int) -> int:
     """The most bytes of full tensors one step holds at once (its module's subtree for a default
     init, one parameter or a reset owner's subtree for a rule, ``biggest`` for an edit)."""
     most = biggest
     for step in steps:
-        most = max(most, sum(t.numel() * t.element_size() for t in _tensors(unique_modules(step.module))))
+        most = max(most, unique_bytes(step.module))
     for pl in plan:
         for owner, pname in pl.targets:
-            ts = _tensors(unique_modules(owner)) if any(s.name == "default" for s in pl.steps) else [getattr(owner, pname)]
-            most = max(most, sum(t.numel() * t.element_size() for t in ts))
+            if any(s.name == "default" for s in pl.steps):
+                most = max(most, unique_bytes(owner))
+            else:
+                p = getattr(owner, pname)
+                most = max(most, p.numel() * p.element_size())
     return most
 
 
@@ -123,9 +117,7 @@ class Arena:
     def empty(self, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
         if self.device.type != "cpu":
             return torch.empty(shape, dtype=dtype, device=self.device)
-        n = 1
-        for d in shape:
-            n *= d
+        n = math.prod(shape)
         start = -(-self.used // self.ALIGN) * self.ALIGN
         end = start + n * dtype.itemsize
         self.wanted = max(self.wanted, end)
@@ -257,9 +249,8 @@ class Replayer:
             return
         reset = any(s.name == "default" for s in steps)
         starts_from_values = steps[0].name in POST_OPS or steps[0].name == "default"
-        modules = unique_modules(owner) if reset else [owner]
         if reset:
-            slots = self._install(modules, set(), lambda m: False)
+            slots = self._install(unique_modules(owner), set(), lambda m: False)
         else:
             slots = self._install_one(owner, pname, index)  # only the parameter itself
         try:

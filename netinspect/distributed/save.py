@@ -8,6 +8,7 @@ renames to the target once every rank has said it finished; on any failure rank 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from typing import BinaryIO
 import torch
 
 from netinspect.errors import Problem, UsageError
+from netinspect.files import existing_folder
 from netinspect.sources.safetensors import ALIASES_KEY
 from netinspect.weights import stored_keys
 
@@ -56,10 +58,7 @@ class Entry:
 
     @property
     def nbytes(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 @dataclass(slots=True)
@@ -144,9 +143,7 @@ class StreamWriter:
 
 def check_target(target: Path, directory: bool) -> None:
     """The target's folder exists; a directory target does not exist yet (it is never overwritten)."""
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError.at(None, f"--save {str(target)!r}: folder {str(folder)!r} does not exist")
+    existing_folder(target)
     if directory and target.exists():
         raise UsageError.at(None, f"--save {str(target)!r} already exists", "choose a new directory name, or remove the old one first")
     if not directory and target.is_dir():
@@ -199,9 +196,7 @@ class Staging:
             try:
                 if self.directory:
                     os.rename(self.path, self.target)
-                else:
-                    with open(self.path, "rb") as f:
-                        os.fsync(f.fileno())
+                else:  # its writer flushed and synced it before this
                     os.replace(self.path, self.target)
                 self.path = None
             except OSError as exc:

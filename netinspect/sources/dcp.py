@@ -6,6 +6,7 @@ file's size. Values come from ``dcp.load`` in this one process, with this same m
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 from typing import Any
@@ -97,9 +98,7 @@ def _tensor(fqn: str, item: Any, storage: dict[Any, Any], sizes: dict[str, int],
         raise fail(where, f"tensor {fqn!r}: its dtype is not a torch dtype")
     if not isinstance(size, tuple) or not all(type(d) is int and d >= 0 for d in size):
         raise fail(where, f"tensor {fqn!r}: size {size!r} is not a list of non-negative integers")
-    numel = 1
-    for d in size:
-        numel *= d
+    numel = math.prod(size)
     if numel >= 2**63:
         raise fail(where, f"tensor {fqn!r}: size {list(size)} overflows")
     chunks = item.chunks
@@ -114,10 +113,7 @@ def _tensor(fqn: str, item: Any, storage: dict[Any, Any], sizes: dict[str, int],
             raise fail(where, f"tensor {fqn!r}: a chunk's offsets and sizes do not match its {len(size)} dimensions")
         if not all(type(o) is int and type(s) is int and o >= 0 and s >= 0 and o + s <= d for o, s, d in zip(off, sz, size, strict=True)):
             raise fail(where, f"tensor {fqn!r}: chunk at {list(off)} of size {list(sz)} lies outside its size {list(size)}")
-        v = 1
-        for s in sz:
-            v *= s
-        volume += v
+        volume += math.prod(sz)
         boxes.append((tuple(off), tuple(sz)))
         info = storage.get(MetadataIndex(fqn, off))
         if info is None:
@@ -166,9 +162,7 @@ def table(folder: str, shown: str | None = None) -> TensorTable:
             raise fail(os.path.join(shown, METADATA), f"{fqn!r}: unknown storage metadata {type(item).__name__}")
         where = _tensor(fqn, item, md.storage_data, sizes, folder, shown)
         dtype: torch.dtype = item.properties.dtype
-        numel = 1
-        for d in item.size:
-            numel *= d
+        numel = math.prod(item.size)
         stored = seen.setdefault(where, fqn) if numel else fqn
         entries.append(
             TensorInfo(
