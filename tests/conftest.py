@@ -6,11 +6,13 @@ a few tests start real processes to cover the console entry point.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +145,58 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+class Hang(BaseException):
+    """Raised by the alarm in an in-process run (a BaseException, so netinspect cannot swallow it)."""
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: float) -> Iterator[None]:
+    """Fail an in-process run that takes longer than ``seconds`` instead of hanging the suite."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def fire(signum: int, frame: object) -> None:
+        raise Hang(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def cli_recursion_limit() -> Iterator[None]:
+    """The console entry point (``netinspect.cli.main``) raises the recursion limit; do the same."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+PROBE = """
+import sys
+sys.argv = ["netinspect", *sys.argv[1:]]
+from netinspect import cli
+try:
+    cli.app()
+except SystemExit as exc:
+    code = exc.code
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+print("TORCH" if loaded else "NO-TORCH", code)
+"""
+
+
+def probe(*args: str) -> tuple[str, str, str]:
+    """``netinspect ARGS`` in a fresh process: ("TORCH" or "NO-TORCH", as any torch module was
+    imported or none, the exit code, stderr)."""
+    r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    state, code = r.stdout.strip().splitlines()[-1].split()
+    return state, code, r.stderr

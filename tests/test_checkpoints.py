@@ -18,7 +18,7 @@ import pytest
 import reference_models as R
 import torch
 import torch.distributed.checkpoint as dcp
-from conftest import TESTS, Cli, one_json_document, seeded, tie_groups
+from conftest import TESTS, Cli, one_json_document, probe, seeded, tie_groups
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -334,15 +334,10 @@ def test_checkpoint_is_not_a_model_file(cli: Cli, tmp_path: Path) -> None:
 def test_headers_only_never_import_torch(tmp_path: Path) -> None:
     """params, tree, shared and validate on safetensors and an index: torch is never imported."""
     index = write_sharded(tmp_path / "ckpt", mlp_state(), shards=2)
-    probe = (
-        "import sys; from netinspect.cli import app\n"
-        "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)\n"
-    )
     single = index.parent / "model-00001-of-00002.safetensors"
     for args in (["params", "--json", str(index)], ["tree", str(index.parent)], ["shared", str(single)], ["validate", str(index)]):
-        r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120, check=False)
-        assert r.stdout.strip().splitlines()[-1] == "NO-TORCH 0", (args, r.stderr)
+        state, code, err = probe(*args)
+        assert (state, code) == ("NO-TORCH", "0"), (args, err)
 
 
 # --- hostile files ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import Cli, assert_state_equal, seeded, tie_groups, write
+from conftest import Cli, assert_state_equal, probe, seeded, tie_groups, write
 from torch import nn
 
 from netinspect.session import BuildOptions, make
@@ -507,21 +507,14 @@ def test_bad_forward_is_a_located_error(tmp_path: Path, cli: Cli, forward: str, 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_forward_errors_never_import_torch(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     path = write(
         tmp_path, "bad.yaml", "netinspect: 1\nmodel:\n  modules: {lin: 'Linear(4, 4)'}\n  forward: |\n    return lin(x).__dict__\n"
     )
-    code = (
-        "import sys\nfrom netinspect.cli import app\n"
-        "try:\n    app(['validate', sys.argv[1]])\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, check=False)
-    assert r.stdout.split() == ["EXIT", "3", "NO-TORCH"], r.stderr
-    assert ":5:19: error: the name '__dict__' is not allowed" in r.stderr
+    state, code, err = probe("validate", str(path))
+    assert (state, code) == ("NO-TORCH", "3"), err
+    assert ":5:19: error: the name '__dict__' is not allowed" in err
 
 
 def test_runtime_failure_names_the_forward_line(tmp_path: Path, cli: Cli) -> None:

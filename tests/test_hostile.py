@@ -21,23 +21,21 @@ process (``netinspect CMD FILE``) under a timeout.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Hang, cli_recursion_limit, hang_guard
 from typer.testing import CliRunner
 
 from netinspect.cli import app
@@ -284,40 +282,6 @@ def pwned_before() -> bool:
     return PWNED.exists()
 
 
-class _Hang(BaseException):
-    """Raised by the alarm in an in-process run (a BaseException, so netinspect cannot swallow it)."""
-
-
-@contextlib.contextmanager
-def hang_guard(seconds: float) -> Iterator[None]:
-    """Fail an in-process run that takes longer than ``seconds`` instead of hanging the suite."""
-    if not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def fire(signum: int, frame: object) -> None:
-        raise _Hang(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-@contextlib.contextmanager
-def cli_recursion_limit() -> Iterator[None]:
-    """The console entry point (``netinspect.cli.main``) raises the recursion limit; do the same."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 20_000))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
-
-
 _runner = CliRunner()
 
 
@@ -341,7 +305,7 @@ def test_corpus(case: Case, cmd: str, tmp_path: Path, warm: None, pwned_before: 
     try:
         with cli_recursion_limit(), hang_guard(IN_PROCESS_GUARD):
             result = _runner.invoke(app, [cmd, str(path)], catch_exceptions=True)
-    except _Hang:
+    except Hang:
         pytest.fail(f"netinspect {cmd} {path.name} still running after {IN_PROCESS_GUARD:.0f} s (limit {IN_PROCESS_LIMIT} s)")
     elapsed = time.perf_counter() - start
     exc = result.exception
