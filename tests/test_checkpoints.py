@@ -18,10 +18,9 @@ import pytest
 import reference_models as R
 import torch
 import torch.distributed.checkpoint as dcp
-from conftest import TESTS, Cli, one_json_document, probe, seeded, tie_groups
+from conftest import TESTS, Cli, d2l_mlp, one_json_document, probe, seeded, tie_groups
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from torch import nn
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 
 sys.path.insert(0, str(TESTS / "checkpoints"))  # the corpus generator (bench/checkpoints.py owns the package name)
@@ -56,8 +55,7 @@ def every_dtype() -> dict[str, torch.Tensor]:
 
 
 def mlp_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    torch.manual_seed(seed)
-    return dict(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).state_dict())
+    return dict(seeded(d2l_mlp, seed).state_dict())
 
 
 def write_sharded(folder: Path, sd: dict[str, torch.Tensor], shards: int) -> Path:

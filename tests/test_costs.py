@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import reference_nets as RN
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
@@ -365,57 +366,38 @@ def conv_models(draw: st.DrawFn) -> Case:
     return Case(build, inputs, f"conv{dims}d c={c} size={size} b={b}: {plan}")
 
 
-def to_meta(model: nn.Module) -> nn.Module:
-    return model.to("meta")
+def check_cached_and_on_meta(model: nn.Module, inputs: list[torch.Tensor]) -> Any:
+    """The analysis of ``model`` with and without the cache equals FlopCounterMode and the
+    saved-tensor hooks, on CPU and (FLOPs only: nothing is saved on meta) on meta; the cached result."""
+    cached = analyse(model, inputs)
+    check_against_references(model, inputs, cached)
+    same_figures(cached, analyse(model, inputs, cache=False))
+    meta = model.to("meta")
+    meta_inputs = [t.to("meta") for t in inputs]
+    on_meta = analyse(meta, meta_inputs)
+    check_against_references(meta, meta_inputs, on_meta, saved=False)
+    same_figures(on_meta, analyse(meta, meta_inputs, cache=False))
+    return cached
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=st.one_of(sequence_models(), conv_models()))
 def test_random_models_match_references_cached_or_not(case: Case) -> None:
     torch.manual_seed(0)
-    model = case.build().train()
-    inputs = case.inputs(torch.device("cpu"))
-    cached = analyse(model, inputs)
-    check_against_references(model, inputs, cached)
-    same_figures(cached, analyse(model, inputs, cache=False))
-    meta = to_meta(model)
-    meta_inputs = [t.to("meta") for t in inputs]
-    on_meta = analyse(meta, meta_inputs)
-    check_against_references(meta, meta_inputs, on_meta, saved=False)
-    same_figures(on_meta, analyse(meta, meta_inputs, cache=False))
+    check_cached_and_on_meta(case.build().train(), case.inputs(torch.device("cpu")))
 
 
 # --- the cache on purpose-built models ----------------------------------------------------------
 
 
-class BasicBlock(nn.Module):
-    """torchvision's ResNet BasicBlock: in-place ReLU called twice, a residual, an optional downsample."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = self.downsample(x) if self.downsample is not None else x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
 def resnet_like() -> nn.Module:
+    """torchvision's BasicBlocks (in-place ReLU called twice, a residual, one downsample), repeated."""
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
         nn.ReLU(inplace=True),
-        *[BasicBlock(8, 8) for _ in range(4)],
-        BasicBlock(8, 16, stride=2),
-        *[BasicBlock(16, 16) for _ in range(3)],
+        *[RN.BasicBlock(8, 8) for _ in range(4)],
+        RN.BasicBlock(8, 16, stride=2, own_downsample=True),
+        *[RN.BasicBlock(16, 16) for _ in range(3)],
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(16, 5),
@@ -515,15 +497,7 @@ CACHE_MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[], list[torch.T
 def test_cache_gives_the_uncached_figures(name: str) -> None:
     build, make_inputs = CACHE_MODELS[name]
     torch.manual_seed(0)
-    model = build().train()
-    inputs = make_inputs()
-    cached = analyse(model, inputs)
-    uncached = analyse(model, inputs, cache=False)
-    same_figures(cached, uncached)
-    check_against_references(model, inputs, cached)
-    meta = model.to("meta")
-    meta_inputs = [t.to("meta") for t in inputs]
-    same_figures(analyse(meta, meta_inputs), analyse(meta, meta_inputs, cache=False))
+    cached = check_cached_and_on_meta(build().train(), make_inputs())
     if name in ("resnet-like", "decoder", "in-place chain"):
         assert cached.replayed > 0
     if name == "unused outputs":

@@ -5,21 +5,19 @@ not load; exit 0 when equal, 1 when different."""
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import pytest
 import reference_models as R
 import torch
-import torch.distributed.checkpoint as dcp
-from conftest import Cli, seeded
+from conftest import Cli, d2l_mlp, seeded
 from safetensors.torch import load_file, save_file, save_model
+from test_checkpoints import dcp_save
 from torch import nn
 
 
 def mlp(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    return seeded(d2l_mlp, seed)
 
 
 def save(path: Path, sd: dict[str, torch.Tensor]) -> Path:
@@ -119,9 +117,7 @@ def test_values_nan_and_across_checkpoint_forms(cli: Cli, tmp_path: Path) -> Non
     sd = {"w": torch.tensor([1.0, math.nan, 3.0]), "n": torch.arange(4)}
     a = save(tmp_path / "a.safetensors", sd)
     folder = tmp_path / "dcp"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dcp.save(sd, checkpoint_id=str(folder))
+    dcp_save(folder, sd)
     pt = tmp_path / "b.pt"
     torch.save(sd, pt)
     for other in (folder, pt):

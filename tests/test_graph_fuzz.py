@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from conftest import assert_state_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_graphs import assert_same
 from torch import nn
 
 from netinspect.session import BuildOptions, make
@@ -161,16 +161,7 @@ def test_random_graph_models_match_plain_torch(model: tuple[int, list[Child], bo
     text = model_file(*model)
     path = tmp_path / "g.yaml"
     path.write_text(text, encoding="utf-8")
-    built = make(str(path), BuildOptions(seed=seed)).built
-    mine = built.module
+    mine = make(str(path), BuildOptions(seed=seed)).built.module
     torch.manual_seed(seed)
     ref = reference(*model)
-    assert str(mine) == str(ref), text
-    assert_state_equal(mine.state_dict(), ref.state_dict())
-    assert [p.requires_grad for p in mine.parameters()] == [p.requires_grad for p in ref.parameters()]
-    x = torch.rand(3, model[0])
-    torch.manual_seed(seed + 1)
-    a = mine(x)
-    torch.manual_seed(seed + 1)
-    b = ref(x)
-    assert torch.equal(a, b), text
+    assert_same(mine, ref, torch.rand(3, model[0]), seed=seed + 1)

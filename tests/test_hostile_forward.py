@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Cli, Hang, cli_recursion_limit, hang_guard
+from conftest import ROOT, Cli, Hang, cli_recursion_limit, hang_guard, run_process
 
 CORPUS = Path(__file__).resolve().parent / "hostile_forward"
 MARKER = Path("/tmp/netinspect-pwned-forward")  # what the corpus's payloads try to create
@@ -199,14 +197,7 @@ def test_one_process_validates_the_whole_corpus(marker_before: bool) -> None:
     """The real entry point, all corpus files in one ``validate`` run: each file's first error where
     expected, no traceback, nothing run."""
     files = sorted(CORPUS.glob("*.yaml"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "netinspect", "validate", *map(str, files)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_process("validate", *files, timeout=300)
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     for path in files:

@@ -99,11 +99,11 @@ def test_summary_json_matches_torch(cli: Cli, name: str) -> None:
             assert m["flops"] == ref.per_module.get(name, 0)
 
 
-def test_summary_cpu_saved_bytes_are_what_autograd_saves(cli: Cli) -> None:
-    for name in INPUTS:
-        doc = cli.json("summary", name)
-        assert doc["totals"]["saved_activation_bytes"] == saved_reference(reference(name), reference_input(name)), name
-        assert doc["totals"]["memory"]["activations"] == doc["totals"]["saved_activation_bytes"]
+@pytest.mark.parametrize("name", list(INPUTS))
+def test_summary_cpu_saved_bytes_are_what_autograd_saves(cli: Cli, name: str) -> None:
+    doc = cli.json("summary", name)
+    assert doc["totals"]["saved_activation_bytes"] == saved_reference(reference(name), reference_input(name))
+    assert doc["totals"]["memory"]["activations"] == doc["totals"]["saved_activation_bytes"]
 
 
 # --- the memory estimate against torch.optim ----------------------------------------------------
