@@ -7,8 +7,8 @@ Every case is a fresh process; the cases run interleaved, N rounds (default 3) i
 order, and the table gives each case's median wall time and its ratio to the median of
 ``python -c "import torch"``:
 
-- ``netinspect summary --device meta llama-70b --input 1,4096``: the command itself (reported
-  as not runnable while the built-in llama-70b config is a shape-only stack without a forward);
+- ``netinspect summary --device meta llama-70b --input 1,4096``: the command itself, on the
+  built-in llama-70b config;
 - the same command on a model file whose model is the plain-PyTorch decoder below, granted with
   ``--allow`` (the whole command: build on meta, analysis, the table);
 - the engine on a plain-PyTorch LLaMA-2-70B-shaped decoder (80 layers, d 8192, grouped-query
@@ -170,9 +170,6 @@ print(json.dumps({"flops_forward": forward, "flops_backward": counter.get_total_
 """
 )
 
-WORK = Path(tempfile.mkdtemp(prefix="netinspect-costs-"))
-ALLOWED = str(WORK / "plain-llama-70b.yaml")
-
 
 def write_model(where: Path) -> None:
     """The plain decoder as a module netinspect can be granted (``--allow plain_llama:Llama``) and a model file using it."""
@@ -182,41 +179,28 @@ def write_model(where: Path) -> None:
     )
 
 
-CASES: dict[str, list[str]] = {
-    "python -c 'import torch'": [sys.executable, "-c", "import torch"],
-    "netinspect summary --device meta llama-70b --input 1,4096": [
-        sys.executable,
-        "-m",
-        "netinspect",
-        "summary",
-        "--device",
-        "meta",
-        "llama-70b",
-        "--input",
-        "1,4096",
-        "--json",
-    ],
-    "netinspect summary --device meta on it (--allow plain_llama:Llama)": [
-        sys.executable,
-        "-m",
-        "netinspect",
-        "summary",
-        "--device",
-        "meta",
-        "--allow",
-        "plain_llama:Llama",
-        ALLOWED,
-        "--json",
-    ],
-    "engine, plain-torch LLaMA-70B decoder, cached": [sys.executable, "-c", ENGINE, "cached"],
-    "engine, plain-torch LLaMA-70B decoder, every layer run": [sys.executable, "-c", ENGINE, "uncached"],
-    "plain torch: FlopCounterMode + saved_tensors_hooks": [sys.executable, "-c", PLAIN],
-}
+def cases(work: Path) -> dict[str, list[str]]:
+    """Each case's command line; the model file granted with --allow is in ``work``."""
+    summary = [sys.executable, "-m", "netinspect", "summary", "--device", "meta"]
+    return {
+        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+        "netinspect summary --device meta llama-70b --input 1,4096": [*summary, "llama-70b", "--input", "1,4096", "--json"],
+        "netinspect summary --device meta on it (--allow plain_llama:Llama)": [
+            *summary,
+            "--allow",
+            "plain_llama:Llama",
+            str(work / "plain-llama-70b.yaml"),
+            "--json",
+        ],
+        "engine, plain-torch LLaMA-70B decoder, cached": [sys.executable, "-c", ENGINE, "cached"],
+        "engine, plain-torch LLaMA-70B decoder, every layer run": [sys.executable, "-c", ENGINE, "uncached"],
+        "plain torch: FlopCounterMode + saved_tensors_hooks": [sys.executable, "-c", PLAIN],
+    }
 
 
-def run(argv: list[str]) -> tuple[float, int, str]:
+def run(argv: list[str], work: Path) -> tuple[float, int, str]:
     start = time.perf_counter()
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": os.pathsep.join([str(WORK), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": os.pathsep.join([str(work), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     return time.perf_counter() - start, r.returncode, r.stdout
 
@@ -228,36 +212,35 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="write the plain decoder and its model file to DIR, then stop")
     args = parser.parse_args()
     if args.write is not None:
-        shutil.rmtree(WORK, ignore_errors=True)
         args.write.mkdir(parents=True, exist_ok=True)
         write_model(args.write)
         return 0
-    write_model(WORK)
-    times: dict[str, list[float]] = {name: [] for name in CASES}
+    work = Path(tempfile.mkdtemp(prefix="netinspect-costs-"))
+    write_model(work)
+    commands = cases(work)
+    times: dict[str, list[float]] = {name: [] for name in commands}
     codes: dict[str, int] = {}
     outputs: dict[str, str] = {}
     try:
         for _ in range(args.repeat):
-            order = list(CASES)
+            order = list(commands)
             random.shuffle(order)
             for name in order:
-                wall, code, out = run(CASES[name])
+                wall, code, out = run(commands[name], work)
                 times[name].append(wall)
                 codes[name] = code
                 outputs[name] = out
     finally:
-        shutil.rmtree(WORK, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(times["python -c 'import torch'"])
     rows = []
-    for name in CASES:
+    for name in commands:
         med = statistics.median(times[name])
         note = "" if codes[name] == 0 else f"exit {codes[name]}"
-        if name.startswith("netinspect") and codes[name] != 0:
-            note = "not runnable: the llama-70b config has no forward yet"
         rows.append((name, f"{med:.2f} s", f"{med / base:.2f}×", note))
     figures = {
         name: json.loads(outputs[name].strip().splitlines()[-1])
-        for name in CASES
+        for name in commands
         if codes[name] == 0 and outputs[name].strip().startswith("{")
     }
     engine = figures.get("engine, plain-torch LLaMA-70B decoder, cached", {})
@@ -280,7 +263,7 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {args.repeat} interleaved rounds, median of import torch {base:.2f} s")
     if engine:
         print("engine figures:", {k: engine[k] for k in (*keys, "replayed", "heavy")})
-        for name in CASES:
+        for name in commands:
             if "engine" in name and name in figures:
                 f = figures[name]
                 print(f"  {name}: build {f['build_s']:.2f} s, analyse {f['analyse_s']:.2f} s = {f['analyse_s'] / base:.2f}× import torch")
