@@ -80,9 +80,8 @@ def estimate(
     """The memory of one training step of ``module`` (see the module docstring)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}")
-    params = list({id(p): p for p in module.parameters()}.values())
-    buffers = list({id(b): b for b in module.buffers()}.values())
-    buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
+    params = list(module.parameters())  # each Parameter once, as parameters() gives them
+    buffer_bytes = sum(b.numel() * b.element_size() for b in module.buffers())
     whole = _memory(params, buffer_bytes, activations, outputs, optimizer, foreach, lambda p: p.numel())
     per_rank = None
     if shard is not None:

@@ -216,11 +216,7 @@ def statically_known_true(x: Any) -> bool:
 
 
 def guard_size_oblivious(expr: Any) -> bool:
-    if isinstance(expr, torch.SymBool):
-        return bool(_real("guard_size_oblivious")(expr))
-    if not isinstance(expr, bool):
-        raise AssertionError(f"Expected bool, got {type(expr)}")
-    return expr
+    return _guard_or("guard_size_oblivious", expr)
 
 
 def is_nested_int(s: Any) -> bool:

@@ -88,8 +88,6 @@ def tree_lines(built: Any, root: Any, depth: int | None, expand: bool, *, title:
     return out
 
 
-#: A group of more paths than this shows its first and last ones (``--json`` lists every path).
-
 # --- params -------------------------------------------------------------------------------------
 
 
