@@ -419,3 +419,11 @@ def test_forward_flops_are_torchvisions_published_ops(cli: Cli, name: str, gmacs
     doc = cli.json("summary", name, "--device", "meta", "--depth", "0")
     assert doc["input_shape"] == [1, 3, 224, 224]
     assert round(doc["totals"]["flops_forward"] / 2e9, 3) == gmacs
+
+
+def test_the_command_line_offers_the_optimizers_the_estimate_knows() -> None:
+    """``--optimizer`` is checked before torch is imported, against its own torch-free list."""
+    from netinspect.analysis.memory import OPTIMIZERS as ESTIMATED
+    from netinspect.cli.summary import OPTIMIZERS as OFFERED
+
+    assert list(OFFERED) == list(ESTIMATED)
